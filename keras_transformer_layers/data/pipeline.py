@@ -31,13 +31,14 @@ def make_translation_dataset(
 
     Steps, in order: tokenize both sides (in batches of 1024, in the graph);
     add `[START]` and `[END]`; drop or clip pairs longer than `max_length`;
-    cache the token ids in memory; shuffle; batch with padding id 0 (one
-    padded batch, or per length bucket); shift the target; prefetch.
+    shift the target; cache the token ids in memory; shuffle; batch with
+    padding id 0 (one padded batch, or per length bucket); prefetch.
 
     The shift makes the decoder read `[START] y1 ... yn` and predict
     `y1 ... yn [END]`: for a target `[START] a b [END]` the decoder input is
-    `[START] a b` and the label is `a b [END]`. The source keeps both its
-    `[START]` and `[END]` ids.
+    `[START] a b` and the label is `a b [END]`. The shift happens before
+    padding, so decoder input and label have padding (id 0) at the same
+    positions. The source keeps both its `[START]` and `[END]` ids.
 
     Args:
         pairs: `tf.data.Dataset` of string scalars, either `(source, target)`
@@ -144,25 +145,28 @@ def make_translation_dataset(
             )
         else:
             dataset = dataset.map(lambda s, t: (s[:max_length], t[:max_length]))
+    # Shift before padding, so the decoder input and the label of a pair have
+    # the same length and padding positions (no [END] is ever read as input).
+    dataset = dataset.map(
+        lambda s, t: (s, t[:-1], t[1:]), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if cache:
         dataset = dataset.cache()
     if shuffle_buffer_size is not None:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+    padding = (PADDING_ID, PADDING_ID, PADDING_ID)
     if bucket_boundaries is not None:
         dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+            element_length_func=lambda s, t_in, t_out: tf.maximum(tf.size(s), tf.size(t_in)),
             bucket_boundaries=list(bucket_boundaries),
             bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-            padding_values=(PADDING_ID, PADDING_ID),
+            padding_values=padding,
         )
     else:
-        dataset = dataset.padded_batch(
-            batch_size, padding_values=(PADDING_ID, PADDING_ID)
-        )
+        dataset = dataset.padded_batch(batch_size, padding_values=padding)
 
-    def shift(source, target):
-        inputs = {"encoder_inputs": source, "decoder_inputs": target[:, :-1]}
-        return inputs, target[:, 1:]
+    def to_model_inputs(source, target_in, target_out):
+        return {"encoder_inputs": source, "decoder_inputs": target_in}, target_out
 
-    dataset = dataset.map(shift, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

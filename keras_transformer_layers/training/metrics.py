@@ -51,7 +51,10 @@ class MaskedAccuracy(keras.metrics.Metric):
         predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         weight = ops.cast(ops.not_equal(y_true, self.padding_id), self.dtype)  # (batch, seq)
         if sample_weight is not None:
-            weight = weight * ops.cast(sample_weight, self.dtype)
+            sample_weight = ops.cast(sample_weight, self.dtype)
+            if len(ops.shape(sample_weight)) == 1:
+                sample_weight = ops.expand_dims(sample_weight, -1)  # (batch, 1)
+            weight = weight * sample_weight
         hits = ops.cast(ops.equal(y_true, predictions), self.dtype) * weight
         self.correct.assign_add(ops.sum(hits))
         self.count.assign_add(ops.sum(weight))
