@@ -1,0 +1,1 @@
+"""Datasets and tf.data pipelines for training translation models."""
