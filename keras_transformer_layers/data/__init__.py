@@ -1,4 +1,4 @@
-"""Datasets (TFDS builders), tokenizers and tf.data pipelines.
+"""Datasets (TFDS builders), tokenizers and tf.data pipelines for translation.
 
 Importing this package registers the TFDS builders `synthetic_translation`
 and `spa_eng`.

@@ -1,0 +1,181 @@
+"""Arguments and residual wiring shared by the encoder and decoder layers."""
+
+import keras
+
+from keras_transformer_layers import _validation
+from keras_transformer_layers.layers.add_norm import AddNorm
+from keras_transformer_layers.layers.attention import MultiHeadAttention
+from keras_transformer_layers.layers.feed_forward import FeedForward
+from keras_transformer_layers.layers._initializers import clone_initializer
+
+
+# Shared "Args:" section of the block and stack docstrings.
+BLOCK_ARGS_DOC = """
+        num_heads: positive int, `h` in the paper.
+        intermediate_dim: positive int, inner width of the feed-forward
+            network, `d_ff` in the paper.
+        dropout: float in `[0, 1)`, the residual dropout of section 5.4,
+            applied to each sublayer's output before it is added to the
+            residual stream. Defaults to `0.0`.
+        activation: activation of the feed-forward network. Defaults to
+            `"relu"`.
+        layer_norm_epsilon: positive float, LayerNorm epsilon. Defaults to
+            `1e-6`.
+        normalize_first: bool. `False` is the paper's post-norm
+            `LayerNorm(x + Sublayer(x))`; `True` is pre-norm
+            `x + Sublayer(LayerNorm(x))`, which is not the original
+            architecture but trains deep stacks without warm-up. Defaults to
+            `False`.
+        key_dim: positive int, per-head size. Defaults to `None`, which means
+            `model_dim // num_heads`; then `model_dim` must be divisible by
+            `num_heads`.
+        kernel_initializer: initializer of all kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of all biases. Defaults to `"zeros"`.
+        **kwargs: base layer arguments such as `name` and `dtype`."""
+
+
+class TransformerLayerBase(keras.layers.Layer):
+    """Holds the arguments every block and stack takes, and builds their sublayers.
+
+    Each sublayer `name` ("self_attention", "cross_attention", "feed_forward")
+    is wrapped in a residual connection (section 3.1). Post-norm, the paper's
+    form, uses `AddNorm` after the sublayer: `LayerNorm(x + Dropout(F(x)))`.
+    Pre-norm (`normalize_first=True`, not the original architecture) uses
+    `x + Dropout(F(LayerNorm(x)))`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        dropout=0.0,
+        activation="relu",
+        layer_norm_epsilon=1e-6,
+        normalize_first=False,
+        key_dim=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _validation.check_positive_int("num_heads", num_heads)
+        _validation.check_positive_int("intermediate_dim", intermediate_dim)
+        _validation.check_rate("dropout", dropout)
+        _validation.check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        _validation.check_optional_positive_int("key_dim", key_dim)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.activation = keras.activations.get(activation)
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.normalize_first = normalize_first
+        self.key_dim = key_dim
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def _block_kwargs(self):
+        """The constructor arguments a stack passes on to each of its blocks."""
+        return {
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "normalize_first": self.normalize_first,
+            "key_dim": self.key_dim,
+            "kernel_initializer": clone_initializer(self.kernel_initializer),
+            "bias_initializer": clone_initializer(self.bias_initializer),
+            "dtype": self.dtype_policy,
+        }
+
+    def _resolve_key_dim(self, model_dim):
+        if self.key_dim is not None:
+            return self.key_dim
+        if model_dim % self.num_heads != 0:
+            raise ValueError(
+                "The last dimension of the input must be divisible by `num_heads`. "
+                f"Received: model_dim={model_dim}, num_heads={self.num_heads}"
+            )
+        return model_dim // self.num_heads
+
+    def _make_attention(self, model_dim, name):
+        return MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=self._resolve_key_dim(model_dim),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _make_feed_forward(self):
+        return FeedForward(
+            self.intermediate_dim,
+            activation=self.activation,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="feed_forward",
+        )
+
+    def _make_layer_norm(self, name):
+        return keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
+        )
+
+    def _build_residual(self, name, shape):
+        """Creates the normalization and dropout around sublayer `name`."""
+        if self.normalize_first:
+            layer_norm = self._make_layer_norm(f"{name}_layer_norm")
+            layer_norm.build(shape)
+            dropout = keras.layers.Dropout(
+                self.dropout, dtype=self.dtype_policy, name=f"{name}_dropout"
+            )
+            setattr(self, f"{name}_layer_norm", layer_norm)
+            setattr(self, f"{name}_dropout", dropout)
+        else:
+            add_norm = AddNorm(
+                dropout=self.dropout,
+                epsilon=self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"{name}_add_norm",
+            )
+            add_norm.build(shape, shape)
+            setattr(self, f"{name}_add_norm", add_norm)
+
+    def _sublayer_input(self, name, inputs):
+        """Pre-norm normalizes the sublayer's input; post-norm passes it as is."""
+        if self.normalize_first:
+            return getattr(self, f"{name}_layer_norm")(inputs)
+        return inputs
+
+    def _residual(self, name, inputs, sublayer_output, training):
+        """Adds the sublayer output to the residual stream (section 3.1, 5.4)."""
+        if self.normalize_first:
+            dropout = getattr(self, f"{name}_dropout")
+            return inputs + dropout(sublayer_output, training=training)
+        add_norm = getattr(self, f"{name}_add_norm")
+        return add_norm(inputs, sublayer_output, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalize_first": self.normalize_first,
+                "key_dim": self.key_dim,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

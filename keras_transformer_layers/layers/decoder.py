@@ -1,0 +1,241 @@
+"""The decoder of Figure 1 (right): one block, and a stack of N blocks."""
+
+import keras
+
+from keras_transformer_layers import _validation
+from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC, TransformerLayerBase
+
+
+def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
+    _validation.check_rank(
+        "encoder_outputs", encoder_outputs_shape, 3, "(batch, source_len, model_dim)"
+    )
+    if encoder_outputs_shape[-1] != decoder_inputs_shape[-1]:
+        raise ValueError(
+            "`encoder_outputs` must have the same last dimension as "
+            "`decoder_inputs`. Received: "
+            f"encoder_outputs.shape[-1]={encoder_outputs_shape[-1]}, "
+            f"decoder_inputs.shape[-1]={decoder_inputs_shape[-1]}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer_layers")
+class TransformerDecoderBlock(TransformerLayerBase):
+    """One decoder layer: masked self-attention, cross-attention, feed-forward.
+
+    Section 3.1 and Figure 1 (right) of Vaswani et al. (2017): causal
+    self-attention, Add & Norm, attention over the encoder output
+    ("encoder-decoder attention", section 3.2.3), Add & Norm, feed-forward,
+    Add & Norm.
+
+    Masks: self-attention combines the decoder's padding mask with the causal
+    mask (position `i` sees positions `<= i`); cross-attention lets each
+    decoder position attend to the non-padding encoder positions, using the
+    Keras mask of `encoder_outputs`.
+
+    Decoder-only (GPT-style) form: call the block without `encoder_outputs`
+    the first time (`block(x)`). It is then built without cross-attention,
+    and is a causal self-attention block; calling it later with
+    `encoder_outputs` (or a cross-attention block without them) is a
+    `ValueError`.
+
+    Args:{args}
+
+    Call arguments:
+        decoder_inputs: tensor of shape `(batch, target_len, model_dim)`.
+        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`, the
+            encoder stack's output; omit it for the decoder-only form.
+        decoder_inputs_mask: optional boolean padding mask
+            `(batch, target_len)`. Keras fills it from the mask of
+            `decoder_inputs`.
+        encoder_outputs_mask: optional boolean padding mask
+            `(batch, source_len)`. Keras fills it from the mask of
+            `encoder_outputs`.
+        training: bool; enables dropout.
+
+    Returns:
+        A tensor shaped like `decoder_inputs`, carrying its Keras mask.
+
+    Example:
+
+    >>> block = keras_transformer_layers.TransformerDecoderBlock(
+    ...     num_heads=2, intermediate_dim=16)
+    >>> target = np.ones((2, 4, 8), "float32")
+    >>> source = np.ones((2, 6, 8), "float32")
+    >>> tuple(block(target, source).shape)
+    (2, 4, 8)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", 2017, sections 3.1, 3.2.3.
+    """
+
+    def build(self, decoder_inputs_shape, encoder_outputs_shape=None):
+        _validation.check_rank(
+            "decoder_inputs", decoder_inputs_shape, 3, "(batch, target_len, model_dim)"
+        )
+        model_dim = decoder_inputs_shape[-1]
+        self.self_attention = self._make_attention(model_dim, "self_attention")
+        self.self_attention.build(decoder_inputs_shape, decoder_inputs_shape)
+        self._build_residual("self_attention", decoder_inputs_shape)
+        self.cross_attention = None
+        if encoder_outputs_shape is not None:
+            _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape)
+            self.cross_attention = self._make_attention(model_dim, "cross_attention")
+            self.cross_attention.build(decoder_inputs_shape, encoder_outputs_shape)
+            self._build_residual("cross_attention", decoder_inputs_shape)
+        self.feed_forward = self._make_feed_forward()
+        self.feed_forward.build(decoder_inputs_shape)
+        self._build_residual("feed_forward", decoder_inputs_shape)
+
+    def _check_call_form(self, encoder_outputs):
+        has_cross_attention = self.cross_attention is not None
+        if has_cross_attention != (encoder_outputs is not None):
+            raise ValueError(
+                f"Layer '{self.name}' was built "
+                + ("with" if has_cross_attention else "without")
+                + " cross-attention, so `encoder_outputs` must be "
+                + ("passed" if has_cross_attention else "omitted")
+                + ". Received: encoder_outputs="
+                + ("None" if encoder_outputs is None else f"<tensor {encoder_outputs.shape}>")
+            )
+
+    def call(
+        self,
+        decoder_inputs,
+        encoder_outputs=None,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        training=None,
+        mask=None,
+    ):
+        # With a single tensor argument Keras passes the padding mask as `mask`.
+        if decoder_inputs_mask is None:
+            decoder_inputs_mask = mask
+        self._check_call_form(encoder_outputs)
+        # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
+        x = self._sublayer_input("self_attention", decoder_inputs)
+        x = self.self_attention(
+            x,
+            x,
+            query_mask=decoder_inputs_mask,
+            value_mask=decoder_inputs_mask,
+            use_causal_mask=True,
+            training=training,
+        )
+        x = self._residual("self_attention", decoder_inputs, x, training)
+        # Sublayer 2: attention over the encoder output, then Add & Norm.
+        if self.cross_attention is not None:
+            residual = x
+            x = self._sublayer_input("cross_attention", x)
+            x = self.cross_attention(
+                x,
+                encoder_outputs,
+                query_mask=decoder_inputs_mask,
+                value_mask=encoder_outputs_mask,
+                training=training,
+            )
+            x = self._residual("cross_attention", residual, x, training)
+        # Sublayer 3: position-wise feed-forward, then Add & Norm.
+        residual = x
+        x = self._sublayer_input("feed_forward", x)
+        x = self.feed_forward(x, training=training)
+        return self._residual("feed_forward", residual, x, training)
+
+    def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
+        return decoder_inputs_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer_layers")
+class TransformerDecoder(TransformerLayerBase):
+    """The decoder stack: `num_layers` identical `TransformerDecoderBlock`s.
+
+    Section 3.1 of Vaswani et al. (2017): every block attends to the output of
+    the *last* encoder layer. The decoder's padding mask and the causal mask go
+    to every block's self-attention, the encoder's padding mask to every
+    block's cross-attention. Called without `encoder_outputs` it is a
+    decoder-only (GPT-style) stack. With `normalize_first=True` a final
+    LayerNorm follows the last block.
+
+    Args:
+        num_layers: positive int, `N` in the paper.{args}
+
+    Call arguments:
+        decoder_inputs: tensor of shape `(batch, target_len, model_dim)`,
+            usually the output of `PositionalEmbedding`.
+        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`;
+            omit it for the decoder-only form.
+        decoder_inputs_mask: optional boolean padding mask. Keras fills it.
+        encoder_outputs_mask: optional boolean padding mask. Keras fills it.
+        training: bool; enables dropout.
+
+    Returns:
+        A tensor shaped like `decoder_inputs`, carrying its Keras mask.
+
+    Example:
+
+    >>> decoder = keras_transformer_layers.TransformerDecoder(
+    ...     num_layers=2, num_heads=2, intermediate_dim=16)
+    >>> target = np.ones((2, 4, 8), "float32")
+    >>> source = np.ones((2, 6, 8), "float32")
+    >>> tuple(decoder(target, source).shape)
+    (2, 4, 8)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
+    """
+
+    def __init__(self, num_layers, num_heads, intermediate_dim, **kwargs):
+        _validation.check_positive_int("num_layers", num_layers)
+        super().__init__(num_heads, intermediate_dim, **kwargs)
+        self.num_layers = num_layers
+        self.blocks = [
+            TransformerDecoderBlock(**self._block_kwargs(), name=f"block_{index}")
+            for index in range(num_layers)
+        ]
+
+    def build(self, decoder_inputs_shape, encoder_outputs_shape=None):
+        for block in self.blocks:
+            block.build(decoder_inputs_shape, encoder_outputs_shape)
+        self.output_layer_norm = None
+        if self.normalize_first:
+            self.output_layer_norm = self._make_layer_norm("output_layer_norm")
+            self.output_layer_norm.build(decoder_inputs_shape)
+
+    def call(
+        self,
+        decoder_inputs,
+        encoder_outputs=None,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        training=None,
+        mask=None,
+    ):
+        # With a single tensor argument Keras passes the padding mask as `mask`.
+        if decoder_inputs_mask is None:
+            decoder_inputs_mask = mask
+        x = decoder_inputs
+        for block in self.blocks:
+            x = block(
+                x,
+                encoder_outputs,
+                decoder_inputs_mask=decoder_inputs_mask,
+                encoder_outputs_mask=encoder_outputs_mask,
+                training=training,
+            )
+        if self.output_layer_norm is not None:
+            x = self.output_layer_norm(x)
+        return x
+
+    def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
+        return decoder_inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_layers": self.num_layers})
+        return config
+
+
+TransformerDecoderBlock.__doc__ = TransformerDecoderBlock.__doc__.format(
+    args=BLOCK_ARGS_DOC
+)
+TransformerDecoder.__doc__ = TransformerDecoder.__doc__.format(args=BLOCK_ARGS_DOC)
