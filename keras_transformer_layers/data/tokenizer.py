@@ -166,7 +166,8 @@ class TextTokenizer(keras.layers.Layer):
         **kwargs: base layer arguments such as `name`.
 
     Call arguments:
-        inputs: string tensor of shape `(batch,)`.
+        inputs: string tensor of shape `(batch,)` (a scalar counts as a batch
+            of one).
 
     Returns:
         An int32 tensor `(batch, max_tokens_in_batch + 2)`.
@@ -264,7 +265,9 @@ class TextTokenizer(keras.layers.Layer):
         return ids.to_tensor(default_value=PADDING_ID)  # (batch, max_len + 2)
 
     def compute_output_spec(self, inputs):
-        return keras.KerasTensor((inputs.shape[0], None), dtype="int32")
+        # A scalar string is tokenized as a batch of one.
+        batch = inputs.shape[0] if len(inputs.shape) else 1
+        return keras.KerasTensor((batch, None), dtype="int32")
 
     def detokenize(self, ids):
         """Maps ids back to strings, in the graph.
