@@ -62,3 +62,14 @@ def test_bad_arguments(tmp_path):
         plotting.plot_attention_heads(np.zeros((1, 3, 3)), "abc", "abc", path, columns=0)
     with pytest.raises(ValueError, match=r"`encoding`.*Received: encoding.shape=\(4,\)"):
         plotting.plot_positional_encoding(np.zeros(4), path)
+
+
+def test_positional_encoding_from_the_package_layer(tmp_path):
+    import keras_transformer_layers as ktl
+
+    table = ktl.PositionalEncoding()(np.zeros((1, 40, 16), "float32"))  # (1, 40, 16)
+    figure = plotting.plot_positional_encoding(table, str(tmp_path / "pe.png"))
+    image = figure.axes[0].images[0].get_array()
+    assert image.shape == (40, 16)
+    np.testing.assert_allclose(image, _sinusoid(40, 16), atol=1e-5)
+    np.testing.assert_allclose(image[0], [0.0, 1.0] * 8, atol=1e-6)
