@@ -72,8 +72,8 @@ def split_text(texts, split="character", lowercase=False):
 def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None, min_count=1):
     """Builds a vocabulary offline from training strings.
 
-    Tokens are ordered by decreasing count, ties alphabetically, so the same
-    data always gives the same vocabulary.
+    Tokens are ordered by decreasing count, ties by their UTF-8 bytes, so the
+    same data always gives the same vocabulary.
 
     Args:
         texts: an iterable of `str`/`bytes`, or a `tf.data.Dataset` of string
