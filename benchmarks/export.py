@@ -129,7 +129,7 @@ def main():
                 rows.append(("LiteRT", quantization or "float32", threads, ms, diff))
 
     print()
-    print("| runtime | weights | threads | median ms | vs SavedModel | max abs diff |")
+    print("| runtime | weights | threads | median ms | speed-up vs SavedModel | max abs diff |")
     print("|---|---|---|---|---|---|")
     for runtime, weights, threads, ms, diff in rows:
         print(

@@ -282,3 +282,17 @@ def test_failed_export_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         export.export_saved_model(model, tmp_path / "sm", extra_signatures={"broken": (broken, spec)})
     assert os.listdir(tmp_path) == []
+
+
+def test_character_tokenizer_round_trip_and_config():
+    tokenizer = export.CharacterTokenizer("abc")
+    ids = tokenizer.tokenize(tf.constant(["cab", "a", "ax"]))
+    # 0 pad, 1 unknown, 2 start, 3 end, then a=4, b=5, c=6.
+    assert ids.numpy().tolist() == [[6, 4, 5], [4, 0, 0], [4, 1, 0]]
+    text = tokenizer.detokenize(tf.constant([[2, 6, 4, 3, 0], [5, 1, 5, 0, 0]]))
+    assert [s.decode() for s in text.numpy()] == ["ca", "bb"]
+    config = keras.saving.serialize_keras_object(tokenizer)
+    revived = keras.saving.deserialize_keras_object(config)
+    assert revived.characters == ["a", "b", "c"] and revived.vocabulary_size == 7
+    with pytest.raises(ValueError, match=r"`characters` must be .*Received: characters=\['a', 'a'\]"):
+        export.CharacterTokenizer("aa")
