@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_transformer_layers as ktl
 from keras_transformer_layers import export
 from tests import export_helpers as helpers
 
@@ -214,8 +215,6 @@ def test_extra_signatures_are_exported(exported):
 
 def test_functional_encoder_model_exports(tmp_path):
     """Any functional model of the layers, not only `build_transformer`."""
-    import keras_transformer_layers as ktl
-
     ids = keras.Input((None,), dtype="int32", name="ids")
     x = ktl.PositionalEmbedding(20, 8)(ids)
     x = ktl.TransformerEncoder(num_layers=1, num_heads=2, intermediate_dim=16)(x)
@@ -296,3 +295,25 @@ def test_character_tokenizer_round_trip_and_config():
     assert revived.characters == ["a", "b", "c"] and revived.vocabulary_size == 7
     with pytest.raises(ValueError, match=r"`characters` must be .*Received: characters=\['a', 'a'\]"):
         export.CharacterTokenizer("aa")
+
+
+def test_mixed_precision_model_is_refused_for_tflite(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    model = helpers.tiny_transformer(11)
+    with pytest.raises(ValueError, match=r"float32 dtype policy.*Received: model with dtype policies \['mixed_float16'\]"):
+        export.export_tflite(model, tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_pre_norm_transformer_exports_to_tflite(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = ktl.build_transformer(
+        11, 11, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16,
+        normalize_first=True,
+    )
+    report = export.export_tflite(
+        model, tmp_path / "m.tflite",
+        sample_inputs=helpers.translation_inputs(11, 2, 5, 4, seed=6),
+    )
+    assert report["max_abs_diff"] <= 1e-4
+    assert not [op for op in report["op_names"] if op.startswith("CUSTOM")]

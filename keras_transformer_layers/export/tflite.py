@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_transformer_layers.export import _io
@@ -15,6 +16,30 @@ def check_quantization(quantization):
         raise ValueError(
             "`quantization` must be one of None, 'float16' or 'dynamic_int8'. "
             f"Received: quantization={quantization!r}"
+        )
+
+
+def check_float32_compute(model):
+    """TFLite builtin kernels compute in float32; refuse 16-bit policies early.
+
+    Under `mixed_float16` the converter otherwise fails with "'tf.Mul' op is
+    neither a custom op nor a flex op".
+    """
+    policies = sorted(
+        {
+            layer.dtype_policy.name
+            for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+            and layer.compute_dtype != "float32"
+        }
+    )
+    if policies:
+        raise ValueError(
+            "TFLite builtin ops compute in float32, so `model` must use the "
+            "float32 dtype policy: rebuild it under "
+            "`keras.config.set_dtype_policy('float32')`, copy the weights with "
+            "`set_weights`, and pass `quantization='float16'` for 16-bit "
+            f"weights. Received: model with dtype policies {policies}"
         )
 
 
@@ -54,6 +79,8 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
             array for a single-input model); when given the file is run on
             them and compared with the Keras model. Defaults to `None`.
         overwrite: bool, replace an existing file. Defaults to `False`.
+            The model must compute in float32 (a `mixed_float16` model is
+            refused with a clear error; use `quantization="float16"`).
 
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`, `"op_names"`
@@ -73,6 +100,7 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     """
     check_quantization(quantization)
     _io.check_model(model)
+    check_float32_compute(model)
     path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
     if os.path.isdir(path):
         raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
