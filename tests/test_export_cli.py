@@ -6,7 +6,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 
 from keras_transformer_layers import export
 from keras_transformer_layers.export import __main__ as cli

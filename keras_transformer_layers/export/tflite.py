@@ -11,7 +11,7 @@ from keras_transformer_layers.export import verify
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
 
 
-def check_quantization(quantization):
+def _check_quantization(quantization):
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             "`quantization` must be one of None, 'float16' or 'dynamic_int8'. "
@@ -19,7 +19,7 @@ def check_quantization(quantization):
         )
 
 
-def check_float32_compute(model):
+def _check_float32_compute(model):
     """TFLite builtin kernels compute in float32; refuse 16-bit policies early.
 
     Under `mixed_float16` the converter otherwise fails with "'tf.Mul' op is
@@ -98,9 +98,9 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     print(report["size_bytes"], report["max_abs_diff"])
     ```
     """
-    check_quantization(quantization)
+    _check_quantization(quantization)
     _io.check_model(model)
-    check_float32_compute(model)
+    _check_float32_compute(model)
     path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
     if os.path.isdir(path):
         raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
