@@ -83,6 +83,50 @@ def is_chief(strategy):
     )
 
 
+def fit_multi_worker(model, strategy, dataset, epochs):
+    """`fit`'s job as a custom `tf.distribute` loop, for `MultiWorkerMirroredStrategy`.
+
+    Keras 3.15's `fit` does not run under `MultiWorkerMirroredStrategy`:
+    it builds the compiled loss from `strategy.reduce` of a nested (dict) batch
+    ("Attempt to convert a value ({'encoder_inputs': PerReplica...",
+    keras-team/keras#20329, open), and it reduces the scalar logs with
+    `strategy.reduce("MEAN", v, axis=0)` ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). This loop does the same training with
+    `strategy.run`: each replica's masked cross-entropy is divided by the
+    *global* count of real target tokens, so the optimizer's cross-replica sum
+    of gradients is the gradient of the global masked mean, as in `fit`.
+
+    Returns:
+        The mean training loss of each epoch (the same on every worker).
+    """
+    optimizer = model.optimizer
+    token_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+
+    def replica_step(inputs, targets):
+        real = tf.cast(targets != 0, "float32")
+        tokens = tf.distribute.get_replica_context().all_reduce("SUM", tf.reduce_sum(real))
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True)
+            loss = tf.reduce_sum(token_loss(targets, logits) * real) / tokens
+            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    @tf.function
+    def train_step(batch):
+        losses = strategy.run(replica_step, args=batch)
+        return strategy.reduce("SUM", losses, axis=None)
+
+    history = []
+    for epoch in range(epochs):
+        losses = [float(train_step(batch)) for batch in distributed]
+        history.append(sum(losses) / len(losses))
+        print(f"epoch {epoch + 1}/{epochs} - loss: {history[-1]:.4f}", flush=True)
+    return history
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -127,9 +171,13 @@ def main(argv=None):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             jit_compile=args.jit_compile or args.strategy == "tpu",
         )
-    history = model.fit(dataset, epochs=args.epochs, verbose=2)
-    print(f"replicas: {strategy.num_replicas_in_sync}; "
-          f"final loss: {history.history['loss'][-1]:.4f}")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        losses = fit_multi_worker(model, strategy, dataset, args.epochs)
+    else:
+        losses = model.fit(dataset, epochs=args.epochs, verbose=2).history["loss"]
+    print(f"replicas: {strategy.num_replicas_in_sync}; final loss: {losses[-1]:.4f}")
 
     # Every worker saves (saving reads the replicated variables); only the
     # chief's file is kept, the others write to a temporary directory.

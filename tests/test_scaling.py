@@ -155,8 +155,10 @@ MIRRORED_SCRIPT = textwrap.dedent(
                 16, 16, num_layers=1, model_dim=32, num_heads=2,
                 intermediate_dim=64, dropout=0.0)
             model.set_weights(initial)
+            # SGD: Adam turns float32 rounding in gradients that are exactly
+            # zero in exact arithmetic (e.g. the key bias) into +-lr steps.
             model.compile(
-                optimizer=keras.optimizers.Adam(3e-3),
+                optimizer=keras.optimizers.SGD(0.1),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         dataset = tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(64)
         losses = []
@@ -187,19 +189,20 @@ def _run_mirrored(tmp_path, min_length):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_mirrored_strategy_on_two_devices_gives_the_one_device_loss_curve(tmp_path):
-    # Full-length sequences: no padding, so every replica averages over the
-    # same number of target tokens (see docs/README_scaling.md for padding).
-    runs = _run_mirrored(tmp_path, min_length=8)
+@pytest.mark.parametrize("min_length", [8, 3], ids=["no_padding", "padding"])
+def test_mirrored_strategy_on_two_devices_gives_the_one_device_loss_curve(tmp_path, min_length):
+    # With padding the replicas hold different numbers of real target tokens;
+    # Keras' masked loss must still give the global masked mean.
+    runs = _run_mirrored(tmp_path, min_length=min_length)
     (one_losses, one_weights, one_replicas) = runs["one"]
     (two_losses, two_weights, two_replicas) = runs["two"]
     assert (one_replicas, two_replicas) == (1, 2)
-    assert len(one_losses) == 16 and one_losses[-1] < 0.8 * one_losses[0]
+    assert len(one_losses) == 16 and one_losses[-1] < 0.9 * one_losses[0]
     # Each replica takes half of every global batch of 64; the all-reduced
     # gradients equal the one-device gradients up to float32 summation order.
-    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-4)
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
     for two, one in zip(two_weights, one_weights):
-        np.testing.assert_allclose(two, one, atol=1e-4)
+        np.testing.assert_allclose(two, one, atol=1e-5)
 
 
 def _free_ports(count):
@@ -219,9 +222,9 @@ def test_multi_worker_mirrored_strategy_trains_and_the_chief_saves(tmp_path):
     command = [
         sys.executable, os.path.join(ROOT, "examples", "train_distributed.py"),
         "--strategy", "multi_worker", "--output", str(output), "--epochs", "2",
-        "--num-examples", "512", "--batch-size", "64", "--max-length", "6",
+        "--num-examples", "1024", "--batch-size", "64", "--max-length", "6",
         "--num-layers", "1", "--model-dim", "16", "--num-heads", "2",
-        "--intermediate-dim", "32", "--dropout", "0.0", "--learning-rate", "5e-3",
+        "--intermediate-dim", "32", "--dropout", "0.0", "--learning-rate", "1e-2",
     ]
     workers = []
     for index in range(2):
@@ -255,5 +258,5 @@ def test_multi_worker_mirrored_strategy_trains_and_the_chief_saves(tmp_path):
     inputs, targets = reversal_arrays(200, max_length=6, seed=7)
     logits = restored.predict(inputs, verbose=0)
     assert np.all(np.isfinite(logits))
-    # Trained, not just saved: far better than the 1/16 of chance.
-    assert _token_accuracy(restored, inputs, targets) > 0.3
+    # Trained, not just saved: well above the 1/13 of chance.
+    assert _token_accuracy(restored, inputs, targets) > 0.2
