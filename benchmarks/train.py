@@ -180,6 +180,15 @@ BUILDERS = {"ours": build_ours, "reference": build_reference, "keras_hub": build
 
 
 def peak_rss_mb():
+    """This process's peak resident memory (VmHWM).
+
+    Not `getrusage().ru_maxrss`: on Linux a child started by `subprocess`
+    inherits its parent's high-water mark there, which hid the probes' own peaks.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

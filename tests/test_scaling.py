@@ -100,6 +100,14 @@ def test_16_bit_forward_stays_finite_with_padding_and_large_activations(policy):
     tolerance = {"mixed_float16": 0.1, "mixed_bfloat16": 0.5}[policy]
     np.testing.assert_allclose(mixed[0], exact[0], atol=tolerance)
     np.testing.assert_allclose(mixed[1, :2], exact[1, :2], atol=tolerance)
+    # The fully masked cross-attention rows of example 2 must not leak NaN or
+    # inf into the gradients either (a -1e9 fill in 16 bits would).
+    with tf.GradientTape() as tape:
+        logits = model(inputs, training=True)
+        loss = tf.reduce_sum(tf.cast(target != 0, "float32")[..., None] * logits)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(np.all(np.isfinite(g.numpy() if not hasattr(g, "values") else g.values.numpy()))
+               for g in gradients if g is not None)
 
 
 def _fixed_batches(count, batch_size):
