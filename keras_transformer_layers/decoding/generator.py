@@ -97,6 +97,15 @@ def _check_settings(max_length, num_beams, length_penalty, sample, top_k, top_p,
         )
 
 
+def _argmax(x):
+    """Arg-max over the last axis (first index on ties) as `top_k`.
+
+    The TensorFlow backend's `ops.argmax` adds bitwise ops for signed zeros
+    that TFLite has no builtin kernel for; `TOPK_V2` is builtin.
+    """
+    return ops.cast(ops.top_k(x, 1)[1][..., 0], "int32")
+
+
 def _filter_logits(logits, top_k, top_p):
     """Keeps the `top_k` largest logits and the smallest set with mass >= `top_p`."""
     if top_k is not None:
@@ -362,7 +371,7 @@ class TranslationGenerator:
 
     def _choose(self, logits, step, seed):
         if not self.sample:
-            return ops.cast(ops.argmax(logits, axis=-1), "int32")
+            return _argmax(logits)
         logits = _filter_logits(logits / self.temperature, self.top_k, self.top_p)
         # Stateless sampling: the same (seed, step) gives the same token.
         step_seed = ops.stack([ops.cast(seed, "int32"), ops.cast(step, "int32")])
@@ -455,7 +464,7 @@ class TranslationGenerator:
         # Rank the final beams by GNMT's length-normalized score.
         penalty = length_penalty(ops.reshape(lengths, (batch_size, beams)), self.length_penalty)
         normalized = beam_log_probs / penalty  # (batch, beams)
-        best_beam = ops.cast(ops.argmax(normalized, axis=-1), "int32")  # (batch,)
+        best_beam = _argmax(normalized)  # (batch,)
         best_rows = best_beam + ops.arange(batch_size) * beams
         token_ids = ops.take(tokens, best_rows, axis=0)[:, 1:]  # (batch, max_length)
         scores = ops.take_along_axis(normalized, best_beam[:, None], axis=1)[:, 0]
