@@ -87,8 +87,8 @@ def _check_settings(max_length, num_beams, length_penalty, sample, top_k, top_p,
         raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
     if sample and num_beams > 1:
         raise ValueError(
-            "Sampling and beam search cannot be combined: use `sample=True` with "
-            f"`num_beams=1`. Received: sample={sample!r}, num_beams={num_beams!r}"
+            "Sampling and beam search cannot be combined: set `num_beams` to 1 or "
+            f"`sample` to False. Received: sample={sample!r}, num_beams={num_beams!r}"
         )
     if not sample and (top_k is not None or top_p is not None):
         raise ValueError(
@@ -183,6 +183,8 @@ class TranslationGenerator:
         source_ids: int array of shape `(batch, source_len)`, padded with
             `pad_id`.
         return_scores: bool, also return scores. Defaults to `False`.
+        seed: optional int overriding the constructor's `seed` for this
+            call (no retracing). Defaults to `None`.
 
     Returns:
         `generate` returns an int32 NumPy array `(batch, max_length)` of
@@ -293,9 +295,12 @@ class TranslationGenerator:
 
     # ------------------------------------------------------------------ API
 
-    def generate(self, source_ids, return_scores=False):
+    def generate(self, source_ids, return_scores=False, seed=None):
         source_ids = tf.convert_to_tensor(np.asarray(source_ids), tf.int32)
-        seed = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
+        if seed is None:
+            seed = self.seed
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
         token_ids, scores = self._function(source_ids, tf.constant(seed, tf.int32))
         token_ids, scores = token_ids.numpy(), scores.numpy()
         return (token_ids, scores) if return_scores else token_ids
