@@ -98,12 +98,16 @@ def _check_settings(max_length, num_beams, length_penalty, sample, top_k, top_p,
 
 
 def _argmax(x):
-    """Arg-max over the last axis (first index on ties) as `top_k`.
+    """Arg-max over the last axis (the first index on ties), as two reductions.
 
     The TensorFlow backend's `ops.argmax` adds bitwise ops for signed zeros
-    that TFLite has no builtin kernel for; `TOPK_V2` is builtin.
+    that TFLite has no builtin kernel for, and `top_k(x, 1)` sorts under XLA
+    on CPU; a max and a min over the last axis are builtin and cheap.
     """
-    return ops.cast(ops.top_k(x, 1)[1][..., 0], "int32")
+    size = ops.shape(x)[-1]
+    is_max = ops.equal(x, ops.max(x, axis=-1, keepdims=True))
+    positions = ops.where(is_max, ops.arange(size, dtype="int32"), size)
+    return ops.min(positions, axis=-1)
 
 
 def _filter_logits(logits, top_k, top_p):
