@@ -4,6 +4,8 @@ The references call the Keras model on whole prefixes (no cache), one Python
 step at a time, so they share nothing with the decoding loop under test.
 """
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -18,6 +20,13 @@ MAX_SOURCE_LENGTH = 8
 @pytest.fixture(scope="session")
 def trained_model():
     """Two layers, d=32, trained 200 steps on reversal: right on most rows, not all."""
+    return _train_once()
+
+
+# Each test module that imports the fixture gets its own copy of it; the
+# cache makes them share one training run.
+@functools.lru_cache(maxsize=1)
+def _train_once():
     keras.utils.set_random_seed(0)
     model = ktl.build_transformer(
         VOCABULARY_SIZE,
