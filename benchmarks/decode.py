@@ -171,20 +171,25 @@ def _copy_block_weights(block, theirs):
     assert not ours, f"unused weights: {list(ours)}"
 
 
-def milliseconds_per_token(function, source, repeats):
-    function(source)  # trace, compile, warm up
-    times = []
+def milliseconds_per_step(variants, source, repeats):
+    """Best time per step of each variant, timed round-robin so that a busy
+    machine slows every variant alike."""
+    outputs, times = {}, {name: [] for name in variants}
+    for name, function in variants.items():
+        output = function(source)  # trace, compile, warm up
+        outputs[name] = np.asarray(output[0] if isinstance(output, tuple) else output)
     for _ in range(repeats):
-        start = time.perf_counter()
-        output = function(source)
-        np.asarray(output[0] if isinstance(output, tuple) else output)
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times) / NEW_TOKENS, output
+        for name, function in variants.items():
+            start = time.perf_counter()
+            output = function(source)
+            np.asarray(output[0] if isinstance(output, tuple) else output)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * min(t) / NEW_TOKENS for name, t in times.items()}, outputs
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
@@ -212,10 +217,7 @@ def main():
         source = tf.constant(
             np.random.default_rng(0).integers(3, VOCABULARY, (batch_size, SOURCE_LEN)), tf.int32
         )
-        results, outputs = {}, {}
-        for name, function in variants.items():
-            results[name], output = milliseconds_per_token(function, source, args.repeats)
-            outputs[name] = np.asarray(output[0] if isinstance(output, tuple) else output)
+        results, outputs = milliseconds_per_step(variants, source, args.repeats)
         for name, output in outputs.items():  # same weights, same greedy tokens
             agree = np.mean(output == outputs["cached"])
             if agree < 1.0:
@@ -223,7 +225,7 @@ def main():
         rows.append((batch_size, results))
 
     names = list(variants)
-    print("\nms per generated token (best of %d runs)" % args.repeats)
+    print("\nms per decoding step, one new token per row (best of %d runs)" % args.repeats)
     print("| batch | " + " | ".join(names) + " | recompute / cached jit | "
           "keras-hub best / cached jit |")
     print("|---" * (len(names) + 3) + "|")

@@ -254,8 +254,9 @@ class MultiHeadAttention(keras.layers.Layer):
                 self._cached_key_mask(value_mask, key_len, cache_update_index),
                 self._cached_key_mask(key_mask, key_len, cache_update_index),
             )
-            written = ops.arange(key_len) < cache_update_index + query_len
-            mask = masks.merge_masks(mask, written[None, None, :])  # (., ., max_length)
+            if not use_causal_mask:  # the causal mask below covers this
+                written = ops.arange(key_len) < cache_update_index + query_len
+                mask = masks.merge_masks(mask, written[None, None, :])  # (., ., max_length)
         if use_causal_mask:
             # Query i sits at absolute position query_start + i.
             causal = masks.causal_mask(query_len, key_len, query_start)
