@@ -222,3 +222,13 @@ def test_bad_settings_name_the_argument(trained_model, settings, argument):
     name = argument.split("=")[0]
     with pytest.raises(ValueError, match=rf"`{name}`[\s\S]*Received: [\s\S]*{argument}"):
         TranslationGenerator(trained_model, **settings)
+
+
+def test_public_decoding_names_are_documented():
+    from keras_transformer_layers import decoding
+
+    assert ktl.decoding is decoding
+    for name in set(decoding.__all__) - {"DEFAULT_LAYER_NAMES"}:
+        doc = getattr(decoding, name).__doc__
+        for section in ("Args:", "Returns:", "Example:"):
+            assert section in doc, (name, section)
