@@ -1,1 +1,17 @@
-"""Datasets and tf.data pipelines for training translation models."""
+"""Datasets (TFDS builders), tokenizers and tf.data pipelines for translation.
+
+Importing this package registers the TFDS builders `synthetic_translation`
+and `spa_eng`.
+"""
+
+from keras_transformer_layers.data.pipeline import make_translation_dataset
+from keras_transformer_layers.data.spa_eng import SpaEng
+from keras_transformer_layers.data.synthetic import SyntheticTranslation
+from keras_transformer_layers.data.synthetic import SyntheticTranslationConfig
+from keras_transformer_layers.data.ted import load_ted_hrlr
+from keras_transformer_layers.data.tokenizer import END_ID
+from keras_transformer_layers.data.tokenizer import OOV_ID
+from keras_transformer_layers.data.tokenizer import PADDING_ID
+from keras_transformer_layers.data.tokenizer import START_ID
+from keras_transformer_layers.data.tokenizer import TextTokenizer
+from keras_transformer_layers.data.tokenizer import build_vocabulary

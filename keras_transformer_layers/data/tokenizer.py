@@ -1,0 +1,309 @@
+"""In-graph tokenization: strings to ids and back, saved with the model.
+
+Every tokenizer of the package shares one id layout:
+
+=====  ===========  =================================================
+id     token        meaning
+=====  ===========  =================================================
+0      `""`         padding (`PADDING_ID`); `Embedding(mask_zero=True)`
+1      `"[UNK]"`    out of vocabulary (`OOV_ID`)
+2      `"[START]"`  start of sequence (`START_ID`)
+3      `"[END]"`    end of sequence (`END_ID`)
+4...   vocabulary   the learned tokens, most frequent first
+=====  ===========  =================================================
+
+The tokenizer is a Keras layer built on TensorFlow string ops
+(`tf.strings.unicode_split`, `tf.strings.split`, `tf.strings.regex_replace`)
+and `keras.layers.StringLookup`, so it runs inside `tf.data`, inside a
+`tf.function`, and inside an exported SavedModel; its vocabulary is part of
+its config and travels in the `.keras` file. Like Keras' own preprocessing
+layers, it is TensorFlow-only and is kept out of the numeric model, which
+stays convertible to TFLite.
+"""
+
+import collections
+
+import keras
+import tensorflow as tf
+
+PADDING_ID = 0
+OOV_ID = 1
+START_ID = 2
+END_ID = 3
+RESERVED_TOKENS = ("", "[UNK]", "[START]", "[END]")
+
+_SPLITS = ("character", "word")
+# Unicode punctuation (`\pP`) becomes its own word: "¿qué?" -> "¿ qué ?".
+_PUNCTUATION = r"(\pP)"
+
+
+def split_text(texts, split="character", lowercase=False):
+    """Splits strings into tokens with TensorFlow string ops.
+
+    `"character"` splits into Unicode characters (spaces included);
+    `"word"` puts spaces around every Unicode punctuation mark and splits on
+    whitespace. This is the exact splitting `TextTokenizer` and
+    `build_vocabulary` use.
+
+    Args:
+        texts: string tensor of rank 0 or 1.
+        split: `"character"` or `"word"`. Defaults to `"character"`.
+        lowercase: bool, lowercase (Unicode-aware) before splitting. Defaults
+            to `False`.
+
+    Returns:
+        A string tensor of tokens: rank 1 for a scalar input, a
+        `tf.RaggedTensor` of rank 2 for a vector input.
+
+    Example:
+
+    >>> split_text(tf.constant("¿Qué?"), split="word", lowercase=True).numpy()
+    array([b'\\xc2\\xbf', b'qu\\xc3\\xa9', b'?'], dtype=object)
+    """
+    _check_split(split)
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    if lowercase:
+        texts = tf.strings.lower(texts, encoding="utf-8")
+    if split == "character":
+        return tf.strings.unicode_split(texts, "UTF-8")
+    return tf.strings.split(tf.strings.regex_replace(texts, _PUNCTUATION, r" \1 "))
+
+
+def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None, min_count=1):
+    """Builds a vocabulary offline from training strings.
+
+    Tokens are ordered by decreasing count, ties by their UTF-8 bytes, so the
+    same data always gives the same vocabulary.
+
+    Args:
+        texts: an iterable of `str`/`bytes`, or a `tf.data.Dataset` of string
+            scalars (such as one side of the training split).
+        split: `"character"` or `"word"`, as in `split_text`. Defaults to
+            `"character"`.
+        lowercase: bool, as in `split_text`. Defaults to `False`.
+        max_tokens: optional int greater than 4, the largest total vocabulary
+            size including the 4 reserved ids; the rarest tokens are dropped.
+            Defaults to `None` (keep all).
+        min_count: positive int, drop tokens seen fewer times. Defaults to `1`.
+
+    Returns:
+        A list of `str` tokens (without the reserved tokens), ready for
+        `TextTokenizer(vocabulary=...)`.
+
+    Example:
+
+    >>> build_vocabulary(["abca", "b"])
+    ['a', 'b', 'c']
+    """
+    _check_split(split)
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= len(RESERVED_TOKENS)
+    ):
+        raise ValueError(
+            "`max_tokens` must be an integer greater than the 4 reserved ids, or "
+            f"None. Received: max_tokens={max_tokens!r}"
+        )
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count <= 0:
+        raise ValueError(
+            f"`min_count` must be a positive integer. Received: min_count={min_count!r}"
+        )
+    if not isinstance(texts, tf.data.Dataset):
+        texts = list(texts)
+        if not texts:
+            raise ValueError(
+                "`texts` holds no strings, so no vocabulary can be built. Pass the "
+                "training sentences. Received: texts=[]"
+            )
+        texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+    counts = collections.Counter()
+    batches = texts.batch(1024).map(
+        lambda batch: split_text(batch, split=split, lowercase=lowercase).flat_values
+    )
+    for tokens in batches.as_numpy_iterator():
+        counts.update(tokens.tolist())
+    vocabulary = [
+        token.decode("utf-8")
+        for token, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if count >= min_count
+    ]
+    vocabulary = [token for token in vocabulary if token not in RESERVED_TOKENS]
+    if max_tokens is not None:
+        vocabulary = vocabulary[: max_tokens - len(RESERVED_TOKENS)]
+    if not vocabulary:
+        raise ValueError(
+            "No token is left to build a vocabulary from: the texts are empty "
+            f"or every token is rarer than min_count. Received: min_count={min_count!r}, "
+            f"number of distinct tokens={len(counts)}"
+        )
+    return vocabulary
+
+
+def _check_split(split):
+    if split not in _SPLITS:
+        raise ValueError(
+            f"`split` must be one of {_SPLITS}. Received: split={split!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer_layers")
+class TextTokenizer(keras.layers.Layer):
+    """Turns strings into padded id sequences with start/end ids, and back.
+
+    The id layout is fixed: 0 padding, 1 `[UNK]`, 2 `[START]`, 3 `[END]`, then
+    `vocabulary` in order (see the module docstring). Calling the layer on a
+    batch of strings gives `[START] tokens... [END]` per string, right-padded
+    with 0 to the longest string of the batch: the form both the encoder and
+    the decoder of `build_transformer` take. `detokenize` inverts it and stops
+    at the first `[END]`.
+
+    Args:
+        vocabulary: non-empty list of distinct `str` tokens, without the
+            reserved tokens. Build it offline with `build_vocabulary`.
+        split: `"character"` (for the synthetic tasks) or `"word"` (words and
+            punctuation marks, for real corpora). Defaults to `"character"`.
+        lowercase: bool, lowercase the input before splitting. Defaults to
+            `False`.
+        **kwargs: base layer arguments such as `name`.
+
+    Call arguments:
+        inputs: string tensor of shape `(batch,)` (a scalar counts as a batch
+            of one).
+
+    Returns:
+        An int32 tensor `(batch, max_tokens_in_batch + 2)`.
+
+    Example:
+
+    >>> tokenizer = TextTokenizer(vocabulary=["1", "2", "-"])
+    >>> tokenizer(tf.constant(["12-1", "2"])).numpy()
+    array([[2, 4, 5, 6, 4, 3],
+           [2, 5, 3, 0, 0, 0]], dtype=int32)
+    >>> tokenizer.detokenize([[2, 4, 5, 6, 4, 3], [2, 5, 3, 4, 0, 0]]).numpy()
+    array([b'12-1', b'2'], dtype=object)
+    """
+
+    def __init__(self, vocabulary, split="character", lowercase=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, (list, tuple)):
+            raise ValueError(
+                "`vocabulary` must be a list of string tokens. "
+                f"Received: vocabulary={vocabulary!r}"
+            )
+        if not vocabulary:
+            raise ValueError(
+                "`vocabulary` must hold at least one token; build one from the "
+                "training split with `build_vocabulary`. "
+                f"Received: vocabulary={vocabulary!r}"
+            )
+        if not all(isinstance(token, str) and token for token in vocabulary):
+            raise ValueError(
+                "Every `vocabulary` entry must be a non-empty `str`. "
+                f"Received: vocabulary={vocabulary!r}"
+            )
+        reserved = sorted(set(vocabulary) & set(RESERVED_TOKENS))
+        if reserved:
+            raise ValueError(
+                f"`vocabulary` must not contain the reserved tokens {RESERVED_TOKENS}; "
+                f"they get fixed ids. Received: vocabulary containing {reserved!r}"
+            )
+        duplicates = sorted(t for t, n in collections.Counter(vocabulary).items() if n > 1)
+        if duplicates:
+            raise ValueError(
+                "`vocabulary` entries must be distinct. "
+                f"Received: vocabulary with duplicates {duplicates!r}"
+            )
+        _check_split(split)
+        if not isinstance(lowercase, bool):
+            raise ValueError(
+                f"`lowercase` must be a bool. Received: lowercase={lowercase!r}"
+            )
+        self.vocabulary = list(vocabulary)
+        self.split = split
+        self.lowercase = lowercase
+        self.lookup = keras.layers.StringLookup(
+            vocabulary=list(RESERVED_TOKENS[2:]) + self.vocabulary,
+            mask_token=RESERVED_TOKENS[PADDING_ID],
+            oov_token=RESERVED_TOKENS[OOV_ID],
+            num_oov_indices=1,
+            name="lookup",
+        )
+
+    @property
+    def vocabulary_size(self):
+        """Number of ids, reserved ones included: the model's vocabulary size."""
+        return len(RESERVED_TOKENS) + len(self.vocabulary)
+
+    def get_vocabulary(self):
+        """Returns the token of every id, reserved ones included, as a list."""
+        return list(RESERVED_TOKENS) + self.vocabulary
+
+    def tokenize(self, inputs):
+        """Maps strings to ids, without start/end ids and without padding.
+
+        Args:
+            inputs: string tensor of rank 0 or 1.
+
+        Returns:
+            int32 ids: rank 1 for a scalar, a `tf.RaggedTensor` for a vector.
+        """
+        tokens = split_text(inputs, split=self.split, lowercase=self.lowercase)
+        if isinstance(tokens, tf.RaggedTensor):
+            ids = self.lookup(tokens.flat_values)
+            return tokens.with_flat_values(tf.cast(ids, tf.int32))
+        return tf.cast(self.lookup(tokens), tf.int32)
+
+    def build(self, inputs_shape):
+        self.lookup.build((None,))
+
+    def call(self, inputs):
+        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
+        batch = ids.nrows()
+        start = tf.fill([batch, 1], START_ID)
+        end = tf.fill([batch, 1], END_ID)
+        ids = tf.concat([start, ids, end], axis=1)
+        return ids.to_tensor(default_value=PADDING_ID)  # (batch, max_len + 2)
+
+    def compute_output_spec(self, inputs):
+        # A scalar string is tokenized as a batch of one.
+        batch = inputs.shape[0] if len(inputs.shape) else 1
+        return keras.KerasTensor((batch, None), dtype="int32")
+
+    def detokenize(self, ids):
+        """Maps ids back to strings, in the graph.
+
+        Drops padding and `[START]` ids and everything from the first `[END]`
+        on. Ids outside the vocabulary read as `[UNK]`. Characters are joined
+        with no separator, words with one space.
+
+        Args:
+            ids: int tensor of rank 1 (one sequence) or 2 (a batch).
+
+        Returns:
+            A string scalar or a `(batch,)` string tensor.
+        """
+        ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
+        single = ids.shape.rank == 1
+        if single:
+            ids = ids[tf.newaxis]  # (1, seq)
+        ids = tf.where(
+            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.fill(tf.shape(ids), OOV_ID)
+        )
+        before_end = tf.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
+        keep = before_end & (ids != PADDING_ID) & (ids != START_ID)
+        tokens = tf.gather(tf.constant(self.get_vocabulary()), ids)
+        tokens = tf.ragged.boolean_mask(tokens, keep)
+        separator = "" if self.split == "character" else " "
+        texts = tf.strings.reduce_join(tokens, axis=-1, separator=separator)
+        return texts[0] if single else texts
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary": self.vocabulary,
+                "split": self.split,
+                "lowercase": self.lowercase,
+            }
+        )
+        return config

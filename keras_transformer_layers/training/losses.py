@@ -1,0 +1,97 @@
+"""Cross-entropy with label smoothing that ignores padding."""
+
+import keras
+from keras import ops
+
+from keras_transformer_layers import _validation
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer_layers")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing, padding ignored.
+
+    Section 5.4 of the paper smooths the labels with `epsilon_ls = 0.1`. With
+    `K` classes the target distribution is
+    `q = (1 - label_smoothing) * one_hot(y) + label_smoothing / K`
+    (the convention of `keras.losses.CategoricalCrossentropy`), and the loss
+    of a token is `-sum_k q_k log p_k`.
+
+    Positions where `y_true == padding_id` count for nothing: the result is
+    the sum over real tokens divided by the number of real tokens in the
+    batch (0 when there are none). The normalisation happens inside the loss
+    (reduction `"sum"` over pre-divided values), so the value is the same
+    whether or not `y_pred` carries a Keras mask.
+
+    Args:
+        label_smoothing: float in `[0, 1)`. Defaults to `0.1`.
+        from_logits: bool, whether `y_pred` holds logits (else
+            probabilities). Defaults to `True`.
+        padding_id: non-negative int, the label id that marks padding.
+            Defaults to `0`.
+        name: str, the loss name. Defaults to
+            `"masked_sparse_categorical_crossentropy"`.
+        dtype: optional dtype of the computation. Defaults to `None` (floatx).
+
+    Call arguments:
+        y_true: int labels `(batch, seq)`.
+        y_pred: logits or probabilities `(batch, seq, num_classes)`.
+        sample_weight: optional weights broadcastable to `(batch, seq)`.
+
+    Returns:
+        A scalar loss.
+
+    Example:
+
+    >>> loss = MaskedSparseCategoricalCrossentropy(label_smoothing=0.0)
+    >>> y_true = np.array([[1, 0]])
+    >>> y_pred = np.log(np.array([[[0.5, 0.5], [0.9, 0.1]]]))
+    >>> round(float(loss(y_true, y_pred)), 4)
+    0.6931
+    """
+
+    def __init__(
+        self,
+        label_smoothing=0.1,
+        from_logits=True,
+        padding_id=0,
+        name="masked_sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        _validation.check_rate("label_smoothing", label_smoothing)
+        if not isinstance(from_logits, bool):
+            raise ValueError(
+                f"`from_logits` must be a bool. Received: from_logits={from_logits!r}"
+            )
+        if isinstance(padding_id, bool) or not isinstance(padding_id, int) or padding_id < 0:
+            raise ValueError(
+                "`padding_id` must be a non-negative integer. "
+                f"Received: padding_id={padding_id!r}"
+            )
+        super().__init__(name=name, reduction="sum", dtype=dtype)
+        self.label_smoothing = label_smoothing
+        self.from_logits = from_logits
+        self.padding_id = padding_id
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        num_classes = ops.shape(y_pred)[-1]
+        if self.from_logits:
+            log_probs = ops.log_softmax(y_pred, axis=-1)
+        else:
+            log_probs = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        target = ops.one_hot(y_true, num_classes, dtype=log_probs.dtype)  # (batch, seq, K)
+        smoothing = ops.cast(self.label_smoothing, log_probs.dtype)
+        target = target * (1.0 - smoothing) + smoothing / ops.cast(num_classes, log_probs.dtype)
+        token_loss = -ops.sum(target * log_probs, axis=-1)  # (batch, seq)
+        mask = ops.cast(ops.not_equal(y_true, self.padding_id), token_loss.dtype)
+        # Pre-divide by the number of real tokens; the "sum" reduction adds up.
+        return ops.divide_no_nan(token_loss * mask, ops.sum(mask))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "label_smoothing": self.label_smoothing,
+            "from_logits": self.from_logits,
+            "padding_id": self.padding_id,
+        }

@@ -1,0 +1,184 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer_layers.training import MaskedAccuracy
+from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
+from keras_transformer_layers.training import TransformerSchedule
+from keras_transformer_layers.training import transformer_adam
+
+
+def _paper_rate(step, model_dim, warmup):
+    # Equation (3) of the paper, written out independently.
+    return model_dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+@pytest.mark.parametrize("step", [1, 10, 399, 400, 401, 1000, 4000, 100_000])
+def test_schedule_matches_formula(step):
+    schedule = TransformerSchedule(model_dim=128, warmup_steps=400)
+    np.testing.assert_allclose(
+        float(schedule(step)), _paper_rate(step, 128, 400), rtol=1e-6
+    )
+
+
+def test_schedule_shape_and_step_zero():
+    schedule = TransformerSchedule(model_dim=512, warmup_steps=4000)
+    rates = np.array([float(schedule(s)) for s in range(0, 20000, 50)])
+    assert float(schedule(0)) == float(schedule(1)) > 0.0
+    assert np.argmax(rates) * 50 == 4000
+    np.testing.assert_allclose(rates.max(), (512 * 4000) ** -0.5, rtol=1e-6)
+
+
+def test_adam_is_the_papers():
+    optimizer = transformer_adam(model_dim=64, warmup_steps=10)
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
+    assert isinstance(optimizer._learning_rate, TransformerSchedule)
+
+
+def test_label_smoothing_hand_computation():
+    # Real token: logits log([1, 2, 1]) give p = [1/4, 1/2, 1/4]; label 1.
+    # q = 0.9 * one_hot(1) + 0.1 / 3 = [1/30, 28/30, 1/30], so
+    # loss = (2/30) ln 4 + (28/30) ln 2 = (32/30) ln 2.
+    logits = np.log(np.array([[[1.0, 2.0, 1.0], [5.0, 1.0, 7.0]]], "float32"))
+    y_true = np.array([[1, 0]])  # the second label is padding.
+    loss = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    np.testing.assert_allclose(float(loss(y_true, logits)), 32 / 30 * np.log(2.0), rtol=1e-6)
+    plain = MaskedSparseCategoricalCrossentropy(label_smoothing=0.0)
+    np.testing.assert_allclose(float(plain(y_true, logits)), np.log(2.0), rtol=1e-6)
+
+
+def test_label_smoothing_matches_keras_on_real_tokens():
+    keras.utils.set_random_seed(0)
+    logits = np.random.normal(size=(3, 5, 7)).astype("float32")
+    y_true = np.random.randint(1, 7, size=(3, 5))
+    y_true[0, 3:] = 0
+    y_true[2, 1:] = 0
+    real = y_true != 0
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)(
+        np.eye(7)[y_true[real]], logits[real]
+    )
+    ours = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)(y_true, logits)
+    np.testing.assert_allclose(float(ours), float(reference), rtol=1e-5)
+    # from_logits=False on probabilities gives the same value.
+    probs = keras.ops.softmax(logits)
+    on_probs = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1, from_logits=False)
+    np.testing.assert_allclose(float(on_probs(y_true, probs)), float(reference), rtol=1e-4)
+
+
+def test_padding_never_counts():
+    keras.utils.set_random_seed(1)
+    logits = np.random.normal(size=(2, 6, 5)).astype("float32")
+    y_true = np.array([[3, 1, 4, 0, 0, 0], [2, 2, 0, 0, 0, 0]])
+    changed = logits.copy()
+    changed[y_true == 0] = np.random.normal(scale=10.0, size=(7, 5))
+    # Make every padded position "correct" for the accuracy and very confident.
+    changed[y_true == 0, 0] = 100.0
+    loss = MaskedSparseCategoricalCrossentropy()
+    np.testing.assert_allclose(float(loss(y_true, changed)), float(loss(y_true, logits)), rtol=1e-6)
+    accuracies = []
+    for scores in (logits, changed):
+        metric = MaskedAccuracy()
+        metric.update_state(y_true, scores)
+        accuracies.append(float(metric.result()))
+    expected = (logits.argmax(-1) == y_true)[y_true != 0].mean()
+    np.testing.assert_allclose(accuracies, [expected, expected], rtol=1e-6)
+    # More padding does not dilute the loss: equal to the loss on real tokens alone.
+    alone = loss(y_true[:, :3][:1], logits[:1, :3])
+    padded = loss(y_true[:1], logits[:1])
+    np.testing.assert_allclose(float(padded), float(alone), rtol=1e-6)
+
+
+def test_masked_accuracy_hand_example_and_accumulation():
+    metric = MaskedAccuracy()
+    metric.update_state([[1, 2, 0]], np.eye(3)[[[1, 0, 2]]])  # 1 of 2 real right
+    np.testing.assert_allclose(float(metric.result()), 0.5)
+    metric.update_state([[1, 1, 1, 1]], np.eye(3)[[[1, 1, 1, 0]]])  # 3 of 4
+    np.testing.assert_allclose(float(metric.result()), 4 / 6)  # token-weighted
+    metric.reset_state()
+    metric.update_state([[1, 2]], np.eye(3)[[[1, 0]]], sample_weight=[2.0])
+    np.testing.assert_allclose(float(metric.result()), 0.5)
+
+
+def _tiny_model(vocabulary_size=11):
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(vocabulary_size, 8, mask_zero=True)(inputs)
+    outputs = keras.layers.Dense(vocabulary_size)(x)
+    return keras.Model(inputs, outputs)
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 11, size=(8, 6)).astype("int32")
+    x[::2, 4:] = 0
+    y = np.where(x != 0, (x * 3) % 10 + 1, 0).astype("int32")
+    return x, y
+
+
+def test_fit_loss_equals_direct_loss_with_keras_mask():
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    loss = MaskedSparseCategoricalCrossentropy()
+    model.compile(optimizer="sgd", loss=loss, metrics=[MaskedAccuracy()])
+    x, y = _batch()
+    results = model.evaluate(x, y, verbose=0, return_dict=True)
+    direct = loss(y, model.predict(x, verbose=0))
+    np.testing.assert_allclose(results["loss"], float(direct), rtol=1e-5)
+    logits = model.predict(x, verbose=0)
+    expected_accuracy = (logits.argmax(-1) == y)[y != 0].mean()
+    np.testing.assert_allclose(results["masked_accuracy"], expected_accuracy, rtol=1e-6)
+
+
+def test_keras_file_round_trip_with_optimizer_and_schedule(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    model.compile(
+        optimizer=transformer_adam(model_dim=8, warmup_steps=5),
+        loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.2),
+        metrics=[MaskedAccuracy()],
+    )
+    x, y = _batch()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 2 steps
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)  # no custom_objects needed
+
+    schedule = restored.optimizer._learning_rate
+    assert isinstance(schedule, TransformerSchedule)
+    assert schedule.get_config() == {"model_dim": 8, "warmup_steps": 5}
+    assert (restored.optimizer.beta_2, restored.optimizer.epsilon) == (0.98, 1e-9)
+    assert int(restored.optimizer.iterations) == 2
+    assert isinstance(restored.loss, MaskedSparseCategoricalCrossentropy)
+    assert restored.loss.label_smoothing == 0.2
+    for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-7)
+    # Training continues identically from the saved state.
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    restored.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_configs_round_trip():
+    for obj in (
+        TransformerSchedule(64, 100),
+        MaskedSparseCategoricalCrossentropy(label_smoothing=0.3, padding_id=5),
+        MaskedAccuracy(padding_id=2),
+    ):
+        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
+        assert type(clone) is type(obj)
+        assert clone.get_config() == obj.get_config()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"`model_dim`.*Received: model_dim=0"):
+        TransformerSchedule(0)
+    with pytest.raises(ValueError, match=r"`warmup_steps`.*Received: warmup_steps=1.5"):
+        TransformerSchedule(8, 1.5)
+    with pytest.raises(ValueError, match=r"`label_smoothing`.*Received: label_smoothing=1.0"):
+        MaskedSparseCategoricalCrossentropy(label_smoothing=1.0)
+    with pytest.raises(ValueError, match=r"`padding_id`.*Received: padding_id=-1"):
+        MaskedSparseCategoricalCrossentropy(padding_id=-1)
+    with pytest.raises(ValueError, match=r"`from_logits`.*Received: from_logits='yes'"):
+        MaskedSparseCategoricalCrossentropy(from_logits="yes")
+    with pytest.raises(ValueError, match=r"`padding_id`.*Received: padding_id=None"):
+        MaskedAccuracy(padding_id=None)
