@@ -1,5 +1,7 @@
 """TranslationGenerator on a trained reversal model, against uncached references."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -233,3 +235,12 @@ def test_public_decoding_names_are_documented():
         doc = getattr(decoding, name).__doc__
         for section in ("Args:", "Returns:", "Example:"):
             assert section in doc, (name, section)
+    for name in ("TranslationGenerator", "length_penalty"):
+        tests = doctest.DocTestFinder(recurse=False).find(
+            getattr(decoding, name), name, globs={"np": np, "keras_transformer_layers": ktl}
+        )
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        for test in tests:
+            assert test.examples, name
+            runner.run(test)
+        assert runner.summarize(verbose=False).failed == 0, name

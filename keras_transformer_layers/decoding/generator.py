@@ -51,7 +51,7 @@ def length_penalty(length, alpha):
 
     Example:
 
-    >>> length_penalty(7, 1.0)
+    >>> keras_transformer_layers.decoding.length_penalty(7, 1.0)
     2.0
     """
     if isinstance(length, (int, float)):
