@@ -1,8 +1,7 @@
-"""Batched greedy decoding for the examples.
+"""Batched greedy decoding for the examples, on `keras_transformer_layers.decoding`.
 
-A plain stand-in that re-runs the whole model once per output token (no KV
-cache). Use `keras_transformer_layers.decoding` instead once it is available;
-this file only keeps the examples independent of it.
+A thin adapter that keeps the examples' output format (`[START]` first,
+trimmed to the longest row) over the cached, compiled `TranslationGenerator`.
 """
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from keras_transformer_layers.data import END_ID
 from keras_transformer_layers.data import PADDING_ID
 from keras_transformer_layers.data import START_ID
+from keras_transformer_layers.decoding import TranslationGenerator
 
 
 def greedy_translate(model, source_ids, max_length, batch_size=256):
@@ -25,24 +25,22 @@ def greedy_translate(model, source_ids, max_length, batch_size=256):
         int array `(num_sentences, <= max_length)`: `[START]`, the tokens,
         `[END]`, then padding.
     """
-    source_ids = np.asarray(source_ids, "int32")
-    outputs = []
-    for begin in range(0, len(source_ids), batch_size):
-        source = source_ids[begin : begin + batch_size]
-        target = np.full((len(source), 1), START_ID, "int32")
-        done = np.zeros(len(source), bool)
-        for _ in range(max_length - 1):
-            logits = model(
-                {"encoder_inputs": source, "decoder_inputs": target}, training=False
-            )
-            next_ids = np.asarray(logits[:, -1, :]).argmax(-1).astype("int32")
-            next_ids[done] = PADDING_ID
-            target = np.concatenate([target, next_ids[:, None]], axis=1)
-            done |= next_ids == END_ID
-            if done.all():
-                break
-        outputs.append(target)
-    width = max(o.shape[1] for o in outputs)
-    return np.concatenate(
-        [np.pad(o, ((0, 0), (0, width - o.shape[1]))) for o in outputs], axis=0
+    generator = TranslationGenerator(
+        model,
+        max_length=max_length - 1,
+        start_id=START_ID,
+        end_id=END_ID,
+        pad_id=PADDING_ID,
     )
+    source_ids = np.asarray(source_ids, "int32")
+    generated = np.concatenate(
+        [
+            generator.generate(source_ids[begin : begin + batch_size])
+            for begin in range(0, len(source_ids), batch_size)
+        ],
+        axis=0,
+    )
+    used = np.flatnonzero((generated != PADDING_ID).any(axis=0))
+    width = used[-1] + 1 if len(used) else 0
+    start = np.full((len(source_ids), 1), START_ID, "int32")
+    return np.concatenate([start, generated[:, :width]], axis=1)

@@ -12,6 +12,9 @@ from keras_transformer_layers.layers.positional import PositionalEncoding
 from keras_transformer_layers.models.transformer import build_transformer
 from keras_transformer_layers.version import __version__
 
+# Subpackage, reachable as `keras_transformer_layers.decoding.TranslationGenerator`.
+from keras_transformer_layers import decoding  # noqa: E402,F401
+
 __all__ = [
     "AddNorm",
     "FeedForward",

@@ -90,13 +90,30 @@ class MultiHeadAttention(keras.layers.Layer):
             Defaults to `False`.
         training: bool, enables dropout.
         use_causal_mask: bool, forbid query `i` from attending keys `j > i`
-            (decoder self-attention, section 3.2.3). Defaults to `False`.
+            (decoder self-attention, section 3.2.3). With a cache, query `i`
+            sits at position `cache_update_index + i`. Defaults to `False`.
+        cache: optional tensor of shape
+            `(batch, 2, max_length, num_heads, key_dim)`: keys (index 0) and
+            values (index 1) after projection, for incremental decoding (needs
+            `value_dim == key_dim`). With `cache_update_index`, the projected
+            `key`/`value` of the new positions are written into the cache at
+            that index and the query attends to cache positions
+            `< cache_update_index + query_len` (padding masks of `key`/`value`
+            apply to the new positions only). Without `cache_update_index`, the
+            cache holds precomputed keys and values (see `compute_cache`; used
+            for cross-attention) and `key`/`value` are not projected; their
+            Keras masks (or `value_mask`) still mask the keys. Defaults to
+            `None`.
+        cache_update_index: optional int or scalar int tensor, the position of
+            the first query in the cache. Defaults to `None`.
 
     Returns:
         A tensor of shape `(batch, query_len, query_dim)`, or with
         `return_attention_scores=True` a tuple `(output, scores)` where scores
         has shape `(batch, num_heads, query_len, key_len)` (weights before
-        dropout), in eager and functional calls alike.
+        dropout), in eager and functional calls alike. With a `cache`, the
+        (updated) cache is appended: `(output, cache)` or
+        `(output, scores, cache)`.
 
     Example:
 
@@ -204,21 +221,94 @@ class MultiHeadAttention(keras.layers.Layer):
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
+        cache=None,
+        cache_update_index=None,
     ):
         key = value if key is None else key
-        if attention_mask is not None:
-            self._check_attention_mask(attention_mask, query, key)
-        mask = masks.merge_masks(
+        query_len = ops.shape(query)[1]
+        if cache is None:
+            projected_key = self.key_dense(key)  # (batch, key_len, heads, key_dim)
+            projected_value = self.value_dense(value)  # (batch, key_len, heads, value_dim)
+            mask = self._padding_mask(query_mask, value_mask, key_mask)
+            key_len, query_start = ops.shape(projected_key)[1], 0
+        elif cache_update_index is None:
+            # Precomputed keys and values (cross-attention while decoding).
+            self._check_cache(cache)
+            projected_key, projected_value = cache[:, 0], cache[:, 1]
+            mask = self._padding_mask(query_mask, value_mask, key_mask)
+            key_len, query_start = ops.shape(cache)[2], 0
+        else:
+            self._check_cache(cache)
+            # Write the new keys and values at `cache_update_index`, then attend
+            # over the whole fixed-size cache, masking positions not yet written.
+            new_key_value = ops.stack(
+                [self.key_dense(key), self.value_dense(value)], axis=1
+            )  # (batch, 2, new_len, heads, key_dim)
+            cache = ops.slice_update(
+                cache, (0, 0, cache_update_index, 0, 0), new_key_value
+            )  # (batch, 2, max_length, heads, key_dim)
+            projected_key, projected_value = cache[:, 0], cache[:, 1]
+            key_len, query_start = ops.shape(cache)[2], cache_update_index
+            mask = self._padding_mask(
+                query_mask,
+                self._cached_key_mask(value_mask, key_len, cache_update_index),
+                self._cached_key_mask(key_mask, key_len, cache_update_index),
+            )
+            if not use_causal_mask:  # the causal mask below covers this
+                written = ops.arange(key_len) < cache_update_index + query_len
+                mask = masks.merge_masks(mask, written[None, None, :])  # (., ., max_length)
+        if use_causal_mask:
+            # Query i sits at absolute position query_start + i.
+            causal = masks.causal_mask(query_len, key_len, query_start)
+            mask = masks.merge_masks(mask, causal)  # (batch, query_len, key_len)
+        return self._attend(
+            self.query_dense(query),  # (batch, query_len, heads, key_dim)
+            projected_key,
+            projected_value,
+            mask,
+            attention_mask,
+            return_attention_scores,
+            training,
+            cache,
+        )
+
+    def _padding_mask(self, query_mask, value_mask, key_mask):
+        return masks.merge_masks(
             masks.attention_mask_from_padding(query_mask, value_mask),
             masks.attention_mask_from_padding(None, key_mask),
-            attention_mask,
-            masks.causal_mask(ops.shape(query)[1], ops.shape(key)[1])
-            if use_causal_mask
-            else None,
-        )  # (batch, query_len, key_len) or None
-        query = self.query_dense(query)  # (batch, query_len, heads, key_dim)
-        key = self.key_dense(key)  # (batch, key_len, heads, key_dim)
-        value = self.value_dense(value)  # (batch, key_len, heads, value_dim)
+        )  # broadcastable to (batch, query_len, key_len), or None
+
+    def _cached_key_mask(self, new_mask, cache_len, cache_update_index):
+        """Padding mask of the new keys placed at their cache positions.
+
+        The cache holds projections only, so positions written by earlier
+        steps count as real tokens; the new keys keep their own padding mask.
+        """
+        if new_mask is None:
+            return None
+        full = ops.ones((ops.shape(new_mask)[0], cache_len), "bool")
+        return ops.slice_update(
+            full, (0, cache_update_index), ops.cast(new_mask, "bool")
+        )  # (batch, max_length)
+
+    def _check_cache(self, cache):
+        value_dim = self.value_dim or self.key_dim
+        if len(cache.shape) != 5 or value_dim != self.key_dim:
+            raise ValueError(
+                "`cache` must have shape (batch, 2, max_length, num_heads, key_dim) "
+                "and needs `value_dim == key_dim`. Received: "
+                f"cache.shape={tuple(cache.shape)}, key_dim={self.key_dim}, "
+                f"value_dim={value_dim}"
+            )
+
+    def _attend(
+        self, query, key, value, mask, attention_mask, return_attention_scores,
+        training, cache,
+    ):
+        """Equation (1) on projected heads, then the output projection."""
+        if attention_mask is not None:
+            self._check_attention_mask(attention_mask, query, key)
+            mask = masks.merge_masks(mask, attention_mask)
         weights = attention_weights(query, key, mask)
         weights = ops.cast(weights, self.compute_dtype)  # (batch, heads, q, k)
         attended = ops.einsum(
@@ -227,22 +317,55 @@ class MultiHeadAttention(keras.layers.Layer):
             value,
         )  # (batch, query_len, heads, value_dim)
         output = self.output_dense(attended)  # (batch, query_len, query_dim)
-        if return_attention_scores:
-            return output, weights
-        return output
+        outputs = (output, weights) if return_attention_scores else (output,)
+        if cache is not None:
+            outputs += (cache,)
+        return outputs if len(outputs) > 1 else output
+
+    def compute_cache(self, value, key=None):
+        """Projects keys and values once, for `call(..., cache=...)` without an index.
+
+        Cross-attention over a fixed encoder output computes its keys and
+        values once per input with this method instead of once per step.
+
+        Args:
+            value: tensor of shape `(batch, key_len, value_dim_in)`.
+            key: optional tensor of shape `(batch, key_len, key_dim_in)`;
+                defaults to `value`.
+
+        Returns:
+            A tensor of shape `(batch, 2, key_len, num_heads, key_dim)`.
+        """
+        key = value if key is None else key
+        return ops.stack(
+            [self.key_dense(key), self.value_dense(value)], axis=1
+        )  # (batch, 2, key_len, heads, key_dim)
 
     def compute_output_spec(
-        self, query, value, key=None, return_attention_scores=False, **kwargs
+        self,
+        query,
+        value,
+        key=None,
+        return_attention_scores=False,
+        cache=None,
+        cache_update_index=None,
+        **kwargs,
     ):
-        output = keras.KerasTensor(query.shape, dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return output
-        key = value if key is None else key
-        scores = keras.KerasTensor(
-            (query.shape[0], self.num_heads, query.shape[1], key.shape[1]),
-            dtype=self.compute_dtype,
-        )
-        return output, scores
+        outputs = (keras.KerasTensor(query.shape, dtype=self.compute_dtype),)
+        if return_attention_scores:
+            if cache is not None:
+                key_len = cache.shape[2]
+            else:
+                key_len = (value if key is None else key).shape[1]
+            outputs += (
+                keras.KerasTensor(
+                    (query.shape[0], self.num_heads, query.shape[1], key_len),
+                    dtype=self.compute_dtype,
+                ),
+            )
+        if cache is not None:
+            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+        return outputs if len(outputs) > 1 else outputs[0]
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """The decoder of Figure 1 (right): one block, and a stack of N blocks."""
 
 import keras
+from keras import ops
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC, TransformerLayerBase
@@ -51,10 +52,23 @@ class TransformerDecoderBlock(TransformerLayerBase):
         encoder_outputs_mask: optional boolean padding mask
             `(batch, source_len)`. Keras fills it from the mask of
             `encoder_outputs`.
+        self_attention_cache: optional tensor of shape
+            `(batch, 2, max_length, num_heads, key_dim)`, the self-attention
+            keys and values of the positions decoded so far (zeros at first).
+            Defaults to `None`.
+        self_attention_cache_update_index: int or scalar int tensor, the
+            position of the first of `decoder_inputs`; required with
+            `self_attention_cache`. Defaults to `None`.
+        cross_attention_cache: optional tensor of shape
+            `(batch, 2, source_len, num_heads, key_dim)` from
+            `compute_cross_attention_cache`; replaces the projection of
+            `encoder_outputs` (which may then be omitted; pass its padding
+            mask as `encoder_outputs_mask`). Defaults to `None`.
         training: bool; enables dropout.
 
     Returns:
-        A tensor shaped like `decoder_inputs`, carrying its Keras mask.
+        A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
+        `self_attention_cache`, a tuple `(outputs, updated_cache)`.
 
     Example:
 
@@ -87,13 +101,15 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self.feed_forward.build(decoder_inputs_shape)
         self._build_residual("feed_forward", decoder_inputs_shape)
 
-    def _check_call_form(self, encoder_outputs):
+    def _check_call_form(self, encoder_outputs, cross_attention_cache=None):
         has_cross_attention = self.cross_attention is not None
-        if has_cross_attention != (encoder_outputs is not None):
+        has_source = encoder_outputs is not None or cross_attention_cache is not None
+        if has_cross_attention != has_source:
             raise ValueError(
                 f"Layer '{self.name}' was built "
                 + ("with" if has_cross_attention else "without")
-                + " cross-attention, so `encoder_outputs` must be "
+                + " cross-attention, so `encoder_outputs` (or "
+                + "`cross_attention_cache`) must be "
                 + ("passed" if has_cross_attention else "omitted")
                 + ". Received: encoder_outputs="
                 + ("None" if encoder_outputs is None else f"<tensor {encoder_outputs.shape}>")
@@ -105,13 +121,16 @@ class TransformerDecoderBlock(TransformerLayerBase):
         encoder_outputs=None,
         decoder_inputs_mask=None,
         encoder_outputs_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
         training=None,
         mask=None,
     ):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
-        self._check_call_form(encoder_outputs)
+        self._check_call_form(encoder_outputs, cross_attention_cache)
         # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", decoder_inputs)
         x = self.self_attention(
@@ -120,8 +139,12 @@ class TransformerDecoderBlock(TransformerLayerBase):
             query_mask=decoder_inputs_mask,
             value_mask=decoder_inputs_mask,
             use_causal_mask=True,
+            cache=self_attention_cache,
+            cache_update_index=self_attention_cache_update_index,
             training=training,
         )
+        if self_attention_cache is not None:
+            x, self_attention_cache = x
         x = self._residual("self_attention", decoder_inputs, x, training)
         # Sublayer 2: attention over the encoder output, then Add & Norm.
         if self.cross_attention is not None:
@@ -132,17 +155,52 @@ class TransformerDecoderBlock(TransformerLayerBase):
                 encoder_outputs,
                 query_mask=decoder_inputs_mask,
                 value_mask=encoder_outputs_mask,
+                cache=cross_attention_cache,
                 training=training,
             )
+            if cross_attention_cache is not None:
+                x, _ = x  # precomputed keys and values come back unchanged
             x = self._residual("cross_attention", residual, x, training)
         # Sublayer 3: position-wise feed-forward, then Add & Norm.
         residual = x
         x = self._sublayer_input("feed_forward", x)
         x = self.feed_forward(x, training=training)
-        return self._residual("feed_forward", residual, x, training)
+        x = self._residual("feed_forward", residual, x, training)
+        if self_attention_cache is not None:
+            return x, self_attention_cache
+        return x
+
+    def compute_cross_attention_cache(self, encoder_outputs):
+        """Keys and values of the cross-attention, computed once per source.
+
+        Args:
+            encoder_outputs: tensor of shape `(batch, source_len, model_dim)`.
+
+        Returns:
+            A tensor of shape `(batch, 2, source_len, num_heads, key_dim)` to
+            pass as `cross_attention_cache`.
+        """
+        if self.cross_attention is None:
+            raise ValueError(
+                f"Layer '{self.name}' was built without cross-attention, so it has "
+                "no cross-attention cache. Received: encoder_outputs="
+                f"<tensor {encoder_outputs.shape}>"
+            )
+        return self.cross_attention.compute_cache(encoder_outputs)
 
     def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
         return decoder_inputs_shape
+
+    def compute_output_spec(
+        self, decoder_inputs, encoder_outputs=None, self_attention_cache=None, **kwargs
+    ):
+        output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
+        if self_attention_cache is None:
+            return output
+        return output, keras.KerasTensor(
+            self_attention_cache.shape, dtype=self_attention_cache.dtype
+        )
+
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -166,10 +224,23 @@ class TransformerDecoder(TransformerLayerBase):
             omit it for the decoder-only form.
         decoder_inputs_mask: optional boolean padding mask. Keras fills it.
         encoder_outputs_mask: optional boolean padding mask. Keras fills it.
+        self_attention_cache: optional tensor of shape
+            `(batch, num_layers, 2, max_length, num_heads, key_dim)`, one
+            self-attention cache per block (see `initial_self_attention_cache`).
+            Defaults to `None`.
+        self_attention_cache_update_index: int or scalar int tensor, position
+            of the first of `decoder_inputs`; required with
+            `self_attention_cache`. Defaults to `None`.
+        cross_attention_cache: optional tensor of shape
+            `(batch, num_layers, 2, source_len, num_heads, key_dim)` from
+            `compute_cross_attention_cache`; `encoder_outputs` may then be
+            omitted (pass its padding mask as `encoder_outputs_mask`).
+            Defaults to `None`.
         training: bool; enables dropout.
 
     Returns:
-        A tensor shaped like `decoder_inputs`, carrying its Keras mask.
+        A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
+        `self_attention_cache`, a tuple `(outputs, updated_cache)`.
 
     Example:
 
@@ -207,6 +278,9 @@ class TransformerDecoder(TransformerLayerBase):
         encoder_outputs=None,
         decoder_inputs_mask=None,
         encoder_outputs_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
         training=None,
         mask=None,
     ):
@@ -214,20 +288,77 @@ class TransformerDecoder(TransformerLayerBase):
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
         x = decoder_inputs
-        for block in self.blocks:
+        updated_caches = []
+        for index, block in enumerate(self.blocks):
             x = block(
                 x,
                 encoder_outputs,
                 decoder_inputs_mask=decoder_inputs_mask,
                 encoder_outputs_mask=encoder_outputs_mask,
+                self_attention_cache=(
+                    None if self_attention_cache is None else self_attention_cache[:, index]
+                ),
+                self_attention_cache_update_index=self_attention_cache_update_index,
+                cross_attention_cache=(
+                    None if cross_attention_cache is None else cross_attention_cache[:, index]
+                ),
                 training=training,
             )
+            if self_attention_cache is not None:
+                x, block_cache = x
+                updated_caches.append(block_cache)
         if self.output_layer_norm is not None:
             x = self.output_layer_norm(x)
+        if self_attention_cache is not None:
+            return x, ops.stack(updated_caches, axis=1)  # (batch, layers, 2, max_len, h, d)
         return x
+
+    def initial_self_attention_cache(self, batch_size, max_length):
+        """An all-zero self-attention cache for decoding up to `max_length` positions.
+
+        Args:
+            batch_size: int or scalar int tensor.
+            max_length: int, the number of positions the cache holds.
+
+        Returns:
+            A zero tensor of shape
+            `(batch_size, num_layers, 2, max_length, num_heads, key_dim)` in the
+            compute dtype.
+        """
+        attention = self.blocks[0].self_attention
+        return ops.zeros(
+            (batch_size, self.num_layers, 2, max_length, attention.num_heads, attention.key_dim),
+            dtype=self.compute_dtype,
+        )
+
+    def compute_cross_attention_cache(self, encoder_outputs):
+        """Cross-attention keys and values of every block, computed once per source.
+
+        Args:
+            encoder_outputs: tensor of shape `(batch, source_len, model_dim)`.
+
+        Returns:
+            A tensor of shape
+            `(batch, num_layers, 2, source_len, num_heads, key_dim)` to pass as
+            `cross_attention_cache`.
+        """
+        return ops.stack(
+            [block.compute_cross_attention_cache(encoder_outputs) for block in self.blocks],
+            axis=1,
+        )  # (batch, layers, 2, source_len, heads, key_dim)
 
     def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
         return decoder_inputs_shape
+
+    def compute_output_spec(
+        self, decoder_inputs, encoder_outputs=None, self_attention_cache=None, **kwargs
+    ):
+        output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
+        if self_attention_cache is None:
+            return output
+        return output, keras.KerasTensor(
+            self_attention_cache.shape, dtype=self_attention_cache.dtype
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,192 @@
+"""Exports of `TranslationGenerator`: SavedModel signatures and TFLite flat buffers.
+
+- `export_generation_saved_model`: a SavedModel whose signatures run the whole
+  decoding loop (`serving_default`: source ids in, generated ids and scores
+  out), plus `encode` and `decode_step` for callers that drive the loop
+  themselves. It loads with `tf.saved_model.load` alone, without this package.
+- `generation_tflite`: the same decoding loop as a TFLite model (a `WHILE`
+  op, builtin ops only).
+- `decode_step_tflite`: `encode` and one decoder step as two TFLite models
+  without control flow, for delegates that cannot run `WHILE`.
+"""
+
+import tensorflow as tf
+
+
+def _generation_function(generator, source_shape):
+    def generate(source_ids):
+        token_ids, scores = generator.generate_tensors(
+            source_ids, tf.constant(generator.seed or 0, tf.int32)
+        )
+        return {"token_ids": token_ids, "scores": scores}
+
+    return tf.function(
+        generate,
+        input_signature=[tf.TensorSpec(source_shape, tf.int32, name="source_ids")],
+    )
+
+
+def _step_functions(generator, batch_size, source_len):
+    decoder = generator._layers["decoder"]
+    attention = decoder.blocks[0].self_attention
+    cache_shape = (
+        batch_size,
+        decoder.num_layers,
+        2,
+        generator.max_length,
+        attention.num_heads,
+        attention.key_dim,
+    )
+    cross_shape = cache_shape[:3] + (source_len,) + cache_shape[4:]
+
+    @tf.function(
+        input_signature=[tf.TensorSpec((batch_size, source_len), tf.int32, name="source_ids")]
+    )
+    def encode(source_ids):
+        source_mask, cross_cache = generator.encode(source_ids)
+        return {
+            "source_mask": tf.cast(source_mask, tf.int32),
+            "cross_attention_cache": cross_cache,
+            "self_attention_cache": generator.initial_cache(tf.shape(source_ids)[0]),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((batch_size, 1), tf.int32, name="token_ids"),
+            tf.TensorSpec((), tf.int32, name="index"),
+            tf.TensorSpec(cache_shape, decoder.compute_dtype, name="self_attention_cache"),
+            tf.TensorSpec(cross_shape, decoder.compute_dtype, name="cross_attention_cache"),
+            tf.TensorSpec((batch_size, source_len), tf.int32, name="source_mask"),
+        ]
+    )
+    def decode_step(token_ids, index, self_attention_cache, cross_attention_cache, source_mask):
+        logits, self_attention_cache = generator.decode_step(
+            token_ids,
+            index,
+            self_attention_cache,
+            cross_attention_cache,
+            tf.cast(source_mask, tf.bool),
+        )
+        return {"logits": logits, "self_attention_cache": self_attention_cache}
+
+    return encode, decode_step
+
+
+def _module(generator):
+    module = tf.Module()
+    # Track the model's variables so that the SavedModel stores them.
+    module.model_variables = [variable.value for variable in generator.model.variables]
+    return module
+
+
+def export_generation_saved_model(generator, path, step_batch_size=1, step_source_len=None):
+    """Saves `generator`'s decoding as a TensorFlow SavedModel.
+
+    The SavedModel holds three signatures and needs only TensorFlow to run:
+    `serving_default` (`source_ids` int32 `(batch, source_len)`, any batch and
+    length, to `token_ids` int32 `(batch, max_length)` and `scores` float32
+    `(batch,)`, the whole loop in one `WHILE`), and the single-step pair
+    `encode` (`source_ids` to `source_mask`, `cross_attention_cache` and a zero
+    `self_attention_cache`) and `decode_step` (`token_ids` `(batch, 1)`,
+    `index`, both caches and `source_mask` to next-token `logits` and the
+    updated `self_attention_cache`), with no control flow.
+
+    Args:
+        generator: a `TranslationGenerator`.
+        path: string, the SavedModel directory.
+        step_batch_size: positive int or `None`, the batch size of the
+            `encode`/`decode_step` signatures. Defaults to `1`.
+        step_source_len: positive int or `None`, their source length.
+            Defaults to `None` (any).
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    export_generation_saved_model(generator, "/tmp/generator")
+    serve = tf.saved_model.load("/tmp/generator").signatures["serving_default"]
+    serve(source_ids=tf.constant([[5, 6, 7]]))["token_ids"]
+    ```
+    """
+    module = _module(generator)
+    module.generate = _generation_function(generator, (None, None))
+    module.encode, module.decode_step = _step_functions(
+        generator, step_batch_size, step_source_len
+    )
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            "serving_default": module.generate,
+            "encode": module.encode,
+            "decode_step": module.decode_step,
+        },
+    )
+    return path
+
+
+def _convert(concrete_function, module):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def generation_tflite(generator, batch_size=1, source_len=None):
+    """Converts `generator`'s whole decoding loop to a TFLite flat buffer.
+
+    The loop becomes a TFLite `WHILE` op; only builtin ops are used. The
+    model takes `source_ids` int32 `(batch_size, source_len)` and returns
+    `token_ids` int32 `(batch_size, max_length)` and `scores` float32.
+    With `source_len=None` the interpreter's input is resized to the source
+    length before `allocate_tensors()`.
+
+    Args:
+        generator: a `TranslationGenerator`.
+        batch_size: positive int, the fixed batch size. Defaults to `1`.
+        source_len: positive int or `None`. Defaults to `None`.
+
+    Returns:
+        The flat buffer, `bytes`.
+
+    Example:
+
+    ```python
+    flat_buffer = generation_tflite(generator, batch_size=1, source_len=8)
+    interpreter = ai_edge_litert.interpreter.Interpreter(model_content=flat_buffer)
+    ```
+    """
+    module = _module(generator)
+    function = _generation_function(generator, (batch_size, source_len))
+    return _convert(function.get_concrete_function(), module)
+
+
+def decode_step_tflite(generator, batch_size=1, source_len=8):
+    """Converts `encode` and one decoding step to two TFLite flat buffers.
+
+    Neither contains control flow, so delegates that cannot run `WHILE` can
+    run them; the caller loops, feeding back `self_attention_cache` and the
+    next token, with `index` = 0, 1, ... (see
+    `export_generation_saved_model` for the tensors).
+
+    Args:
+        generator: a `TranslationGenerator`.
+        batch_size: positive int. Defaults to `1`.
+        source_len: positive int, the (padded) source length. Defaults to `8`.
+
+    Returns:
+        `(encode_flat_buffer, decode_step_flat_buffer)`.
+
+    Example:
+
+    ```python
+    encode_tflite, step_tflite = decode_step_tflite(generator, 1, 8)
+    ```
+    """
+    module = _module(generator)
+    encode, decode_step = _step_functions(generator, batch_size, source_len)
+    return (
+        _convert(encode.get_concrete_function(), module),
+        _convert(decode_step.get_concrete_function(), module),
+    )

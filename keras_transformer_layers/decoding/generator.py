@@ -1,0 +1,480 @@
+"""`TranslationGenerator`: greedy, beam and sampled decoding over a key/value cache.
+
+The whole decoding loop is one `ops.while_loop` with fixed-shape state (the
+self-attention cache of `max_length` positions and an output buffer, both
+written with `ops.slice_update`) inside one `tf.function`. The encoder and the
+cross-attention keys and values run once per source, before the loop.
+"""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_transformer_layers import _validation
+from keras_transformer_layers.layers.decoder import TransformerDecoder
+from keras_transformer_layers.layers.encoder import TransformerEncoder
+from keras_transformer_layers.layers.positional import PositionalEmbedding
+
+# Log-probability of forbidden continuations: finite, so sums never give NaN.
+_FORBIDDEN = -1e9
+
+# The layers of a `build_transformer` model that decoding calls.
+DEFAULT_LAYER_NAMES = {
+    "encoder_embedding": "encoder_embedding",
+    "encoder": "encoder",
+    "decoder_embedding": "decoder_embedding",
+    "decoder": "decoder",
+    "logits": "logits",
+}
+_LAYER_TYPES = {
+    "encoder_embedding": PositionalEmbedding,
+    "encoder": TransformerEncoder,
+    "decoder_embedding": PositionalEmbedding,
+    "decoder": TransformerDecoder,
+}
+
+
+def length_penalty(length, alpha):
+    """GNMT's length penalty `((5 + length) / 6) ** alpha` (Wu et al., 2016, eq. 14).
+
+    Beam search ranks finished hypotheses by `log_prob / length_penalty`;
+    `alpha = 0` ranks by plain log-probability, larger `alpha` favours longer
+    sequences.
+
+    Args:
+        length: int, float or tensor, the number of generated tokens
+            (the end token included).
+        alpha: non-negative float.
+
+    Returns:
+        The penalty, a float or float32 tensor shaped like `length`.
+
+    Example:
+
+    >>> keras_transformer_layers.decoding.length_penalty(7, 1.0)
+    2.0
+    """
+    if isinstance(length, (int, float)):
+        return ((5.0 + length) / 6.0) ** alpha
+    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+
+
+def _check_settings(max_length, num_beams, length_penalty, sample, top_k, top_p, temperature, seed):
+    _validation.check_positive_int("max_length", max_length)
+    if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
+        raise ValueError(
+            f"`num_beams` must be an integer >= 1. Received: num_beams={num_beams!r}"
+        )
+    if (
+        isinstance(length_penalty, bool)
+        or not isinstance(length_penalty, (int, float))
+        or length_penalty < 0
+    ):
+        raise ValueError(
+            "`length_penalty` must be a non-negative number (the GNMT alpha). "
+            f"Received: length_penalty={length_penalty!r}"
+        )
+    _validation.check_optional_positive_int("top_k", top_k)
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1
+    ):
+        raise ValueError(f"`top_p` must be in the range (0, 1]. Received: top_p={top_p!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ValueError(
+            f"`temperature` must be a positive number. Received: temperature={temperature!r}"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
+    if sample and num_beams > 1:
+        raise ValueError(
+            "Sampling and beam search cannot be combined: set `num_beams` to 1 or "
+            f"`sample` to False. Received: sample={sample!r}, num_beams={num_beams!r}"
+        )
+    if not sample and (top_k is not None or top_p is not None):
+        raise ValueError(
+            "`top_k` and `top_p` apply to sampling only; pass `sample=True`. "
+            f"Received: sample={sample!r}, top_k={top_k!r}, top_p={top_p!r}"
+        )
+
+
+def _argmax(x):
+    """Arg-max over the last axis (the first index on ties), as two reductions.
+
+    The TensorFlow backend's `ops.argmax` adds bitwise ops for signed zeros
+    that TFLite has no builtin kernel for, and `top_k(x, 1)` sorts under XLA
+    on CPU; a max and a min over the last axis are builtin and cheap.
+    """
+    size = ops.shape(x)[-1]
+    is_max = ops.equal(x, ops.max(x, axis=-1, keepdims=True))
+    positions = ops.where(is_max, ops.arange(size, dtype="int32"), size)
+    return ops.min(positions, axis=-1)
+
+
+def _filter_logits(logits, top_k, top_p):
+    """Keeps the `top_k` largest logits and the smallest set with mass >= `top_p`."""
+    if top_k is not None:
+        kth_largest = ops.top_k(logits, top_k)[0][:, -1:]  # (batch, 1)
+        logits = ops.where(logits < kth_largest, _FORBIDDEN, logits)
+    if top_p is not None:
+        vocabulary_size = ops.shape(logits)[-1]
+        sorted_logits = ops.top_k(logits, vocabulary_size)[0]  # (batch, vocab), descending
+        probabilities = ops.softmax(sorted_logits, axis=-1)
+        mass_before = ops.cumsum(probabilities, axis=-1) - probabilities
+        # The most likely token is always kept (its mass_before is 0).
+        kept = ops.where(mass_before < top_p, sorted_logits, np.inf)
+        smallest_kept = ops.min(kept, axis=-1, keepdims=True)  # (batch, 1)
+        logits = ops.where(logits < smallest_kept, _FORBIDDEN, logits)
+    return logits
+
+
+class TranslationGenerator:
+    """Generates target ids from an encoder-decoder model, with a key/value cache.
+
+    Wraps a trained `build_transformer` model (or any functional model made of
+    this package's `PositionalEmbedding`, `TransformerEncoder`,
+    `TransformerDecoder` and a final `Dense` producing logits) and decodes
+    autoregressively without the caller writing a loop. The encoder and the
+    cross-attention keys and values run once per source; each step then feeds
+    one token through the decoder, attending to a fixed-size self-attention
+    cache (Vaswani et al., 2017, section 3.2.3 masking, applied to the cached
+    positions). The loop is a single `ops.while_loop` compiled by
+    `tf.function` (optionally with XLA), so it also exports (see
+    `export_generation_saved_model`, `generation_tflite`).
+
+    Decoding strategies:
+    - greedy (default): the arg-max token at every step;
+    - beam search (`num_beams > 1`): keeps the `num_beams` most likely
+      prefixes; finished beams are carried along unchanged and the best beam
+      is chosen at the end by `log_prob / length_penalty(length, alpha)`
+      (GNMT, Wu et al., 2016);
+    - sampling (`sample=True`): from `softmax(logits / temperature)`,
+      restricted to the `top_k` most likely tokens and/or the nucleus of
+      probability mass `top_p` (Holtzman et al., 2019). A given `seed` gives
+      the same samples on every call.
+
+    Each row stops at `end_id`: the end token is written, then `pad_id` up
+    to `max_length`. Source rows may have different lengths, padded with
+    `pad_id` (the model's padding id, masked by `mask_zero=True`).
+
+    Args:
+        model: a `keras.Model` holding the layers named in `layer_names`.
+        max_length: positive int, the maximum number of generated tokens
+            (end token included); also the length of the cache. Defaults to
+            `32`.
+        num_beams: int >= 1, beam width; 1 is greedy or sampling. Defaults
+            to `1`.
+        length_penalty: non-negative float, the GNMT `alpha` used to rank
+            beams; ignored with one beam. Defaults to `0.6`.
+        sample: bool, sample instead of taking the arg-max. Defaults to
+            `False`.
+        top_k: optional positive int, sample among the `top_k` most likely
+            tokens. Defaults to `None` (no limit).
+        top_p: optional float in `(0, 1]`, sample from the smallest set of
+            tokens whose probability reaches `top_p`. Defaults to `None`.
+        temperature: positive float dividing the logits when sampling.
+            Defaults to `1.0`.
+        seed: optional int, sampling seed; `None` draws a new seed from NumPy's
+            global generator on each call. Defaults to `None`.
+        start_id: int, the id fed at the first step. Defaults to `1`.
+        end_id: int, the id that ends a row. Defaults to `2`.
+        pad_id: int, the padding id of sources and outputs. Defaults to `0`.
+        jit_compile: bool, compile the loop with XLA. Defaults to `False`.
+        layer_names: optional dict overriding `DEFAULT_LAYER_NAMES` (keys
+            `encoder_embedding`, `encoder`, `decoder_embedding`, `decoder`,
+            `logits`). Defaults to `None`.
+
+    Call arguments (`generate`):
+        source_ids: int array of shape `(batch, source_len)`, padded with
+            `pad_id`.
+        return_scores: bool, also return scores. Defaults to `False`.
+        seed: optional int overriding the constructor's `seed` for this
+            call (no retracing). Defaults to `None`.
+
+    Returns:
+        `generate` returns an int32 NumPy array `(batch, max_length)` of
+        generated ids (no start token; end token, then padding), and with
+        `return_scores=True` also a float32 array `(batch,)`: the total
+        log-probability of the generated tokens under the model (end token
+        included, temperature and filtering not applied), divided by the
+        length penalty for beam search.
+
+    Example:
+
+    >>> model = keras_transformer_layers.build_transformer(
+    ...     16, 16, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32)
+    >>> generator = keras_transformer_layers.decoding.TranslationGenerator(
+    ...     model, max_length=5)
+    >>> generator.generate(np.array([[4, 5, 6, 0]])).shape
+    (1, 5)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", 2017, section 6.1;
+        Wu et al., "Google's Neural Machine Translation System", 2016, sec. 7.
+    """
+
+    def __init__(
+        self,
+        model,
+        max_length=32,
+        num_beams=1,
+        length_penalty=0.6,
+        sample=False,
+        top_k=None,
+        top_p=None,
+        temperature=1.0,
+        seed=None,
+        start_id=1,
+        end_id=2,
+        pad_id=0,
+        jit_compile=False,
+        layer_names=None,
+    ):
+        _check_settings(max_length, num_beams, length_penalty, sample, top_k, top_p, temperature, seed)
+        self.model = model
+        self.max_length = max_length
+        self.num_beams = num_beams
+        self.length_penalty = length_penalty
+        self.sample = sample
+        self.top_k = top_k
+        self.top_p = top_p
+        self.temperature = temperature
+        self.seed = seed
+        self.start_id = start_id
+        self.end_id = end_id
+        self.pad_id = pad_id
+        self.jit_compile = jit_compile
+        self.layer_names = layer_names
+        self._layers = self._find_layers(model, {**DEFAULT_LAYER_NAMES, **(layer_names or {})})
+        self._function = tf.function(
+            self.generate_tensors,
+            input_signature=[
+                tf.TensorSpec((None, None), tf.int32, name="source_ids"),
+                tf.TensorSpec((), tf.int32, name="seed"),
+            ],
+            jit_compile=jit_compile,
+        )
+
+    @staticmethod
+    def _find_layers(model, names):
+        found = {}
+        for role, name in names.items():
+            try:
+                layer = model.get_layer(name)
+            except ValueError:
+                raise ValueError(
+                    f"The model has no layer named '{name}' to use as `{role}`; pass "
+                    f"`layer_names={{'{role}': ...}}`. Received: layer_names={names!r}"
+                ) from None
+            expected = _LAYER_TYPES.get(role)
+            if expected is not None and not isinstance(layer, expected):
+                raise ValueError(
+                    f"The `{role}` layer must be a `{expected.__name__}`. Received: "
+                    f"layer '{name}' of type {type(layer).__name__}"
+                )
+            found[role] = layer
+        return found
+
+    def get_config(self):
+        """The generation settings (everything but the model)."""
+        return {
+            "max_length": self.max_length,
+            "num_beams": self.num_beams,
+            "length_penalty": self.length_penalty,
+            "sample": self.sample,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "start_id": self.start_id,
+            "end_id": self.end_id,
+            "pad_id": self.pad_id,
+            "jit_compile": self.jit_compile,
+            "layer_names": self.layer_names,
+        }
+
+    @classmethod
+    def from_config(cls, config, model):
+        """Rebuilds a generator from `get_config()` around `model`."""
+        return cls(model, **config)
+
+    # ------------------------------------------------------------------ API
+
+    def generate(self, source_ids, return_scores=False, seed=None):
+        source_ids = tf.convert_to_tensor(np.asarray(source_ids), tf.int32)
+        if seed is None:
+            seed = self.seed
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        token_ids, scores = self._function(source_ids, tf.constant(seed, tf.int32))
+        token_ids, scores = token_ids.numpy(), scores.numpy()
+        return (token_ids, scores) if return_scores else token_ids
+
+    def generate_tensors(self, source_ids, seed=0):
+        """The traceable decoding function behind `generate` (and the exports).
+
+        Args:
+            source_ids: int32 tensor `(batch, source_len)`.
+            seed: int32 scalar, the sampling seed.
+
+        Returns:
+            `(token_ids, scores)`: int32 `(batch, max_length)`, float32 `(batch,)`.
+        """
+        source_mask, cross_cache = self.encode(source_ids)
+        if self.num_beams > 1:
+            return self._beam_search(source_mask, cross_cache)
+        return self._greedy_or_sample(source_mask, cross_cache, seed)
+
+    def encode(self, source_ids):
+        """Runs the encoder once; returns the source padding mask and cross cache.
+
+        Returns:
+            `(source_mask, cross_attention_cache)`: boolean `(batch, source_len)`
+            and `(batch, num_layers, 2, source_len, num_heads, key_dim)`.
+        """
+        source_mask = ops.not_equal(source_ids, self.pad_id)
+        x = self._layers["encoder_embedding"](source_ids)
+        encoder_outputs = self._layers["encoder"](x, mask=source_mask)
+        cross_cache = self._layers["decoder"].compute_cross_attention_cache(encoder_outputs)
+        return source_mask, cross_cache
+
+    def initial_cache(self, batch_size):
+        """The zero self-attention cache of `max_length` positions."""
+        return self._layers["decoder"].initial_self_attention_cache(batch_size, self.max_length)
+
+    def decode_step(self, token_ids, index, self_cache, cross_cache, source_mask):
+        """One decoder step over the caches.
+
+        Args:
+            token_ids: int32 `(batch, 1)`, the tokens at position `index`.
+            index: int32 scalar, their position.
+            self_cache: the self-attention cache (see `initial_cache`).
+            cross_cache: the cross-attention cache from `encode`.
+            source_mask: boolean `(batch, source_len)` from `encode`.
+
+        Returns:
+            `(logits, self_cache)`: float32 `(batch, vocabulary)` logits of the
+            next token, and the updated cache.
+        """
+        x = self._layers["decoder_embedding"](token_ids, start_index=index)
+        x, self_cache = self._layers["decoder"](
+            x,
+            None,
+            decoder_inputs_mask=ops.not_equal(token_ids, self.pad_id),
+            encoder_outputs_mask=source_mask,
+            self_attention_cache=self_cache,
+            self_attention_cache_update_index=index,
+            cross_attention_cache=cross_cache,
+        )
+        logits = self._layers["logits"](x)[:, 0, :]  # (batch, vocab)
+        return ops.cast(logits, "float32"), self_cache
+
+    # ------------------------------------------------------------ the loops
+
+    def _start_tokens(self, batch_size):
+        tokens = ops.full((batch_size, self.max_length + 1), self.pad_id, "int32")
+        start = ops.full((batch_size, 1), self.start_id, "int32")
+        return ops.slice_update(tokens, (0, 0), start)  # (batch, max_length + 1)
+
+    def _not_done(self, step, finished):
+        return ops.logical_and(step < self.max_length, ops.logical_not(ops.all(finished)))
+
+    def _choose(self, logits, step, seed):
+        if not self.sample:
+            return _argmax(logits)
+        logits = _filter_logits(logits / self.temperature, self.top_k, self.top_p)
+        # Stateless sampling: the same (seed, step) gives the same token.
+        step_seed = ops.stack([ops.cast(seed, "int32"), ops.cast(step, "int32")])
+        samples = tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)
+        return samples[:, 0]
+
+    def _greedy_or_sample(self, source_mask, cross_cache, seed):
+        batch_size = ops.shape(source_mask)[0]
+
+        def body(step, tokens, cache, finished, scores):
+            current = ops.take(tokens, ops.expand_dims(step, 0), axis=1)  # (batch, 1)
+            logits, cache = self.decode_step(current, step, cache, cross_cache, source_mask)
+            log_probs = ops.log_softmax(logits, axis=-1)  # (batch, vocab)
+            next_token = ops.where(finished, self.pad_id, self._choose(logits, step, seed))
+            token_log_prob = ops.take_along_axis(log_probs, next_token[:, None], axis=1)[:, 0]
+            scores = scores + ops.where(finished, 0.0, token_log_prob)
+            finished = ops.logical_or(finished, ops.equal(next_token, self.end_id))
+            tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
+            return step + 1, tokens, cache, finished, scores
+
+        _, tokens, _, _, scores = ops.while_loop(
+            lambda step, tokens, cache, finished, scores: self._not_done(step, finished),
+            body,
+            (
+                ops.convert_to_tensor(0, "int32"),
+                self._start_tokens(batch_size),
+                self.initial_cache(batch_size),
+                ops.zeros((batch_size,), "bool"),
+                ops.zeros((batch_size,), "float32"),
+            ),
+            maximum_iterations=self.max_length,
+        )
+        return tokens[:, 1:], scores
+
+    def _beam_search(self, source_mask, cross_cache):
+        beams = self.num_beams
+        batch_size = ops.shape(source_mask)[0]
+        rows = batch_size * beams  # row b * beams + k is beam k of example b
+        # Every beam of an example shares its source.
+        source_mask = ops.repeat(source_mask, beams, axis=0)  # (rows, source_len)
+        cross_cache = ops.repeat(cross_cache, beams, axis=0)
+        # Only beam 0 is live at first, so the first step picks distinct tokens.
+        initial_log_probs = ops.tile(
+            ops.convert_to_tensor([[0.0] + [_FORBIDDEN] * (beams - 1)], "float32"),
+            (batch_size, 1),
+        )  # (batch, beams)
+
+        def body(step, tokens, cache, finished, lengths, beam_log_probs):
+            current = ops.take(tokens, ops.expand_dims(step, 0), axis=1)  # (rows, 1)
+            logits, cache = self.decode_step(current, step, cache, cross_cache, source_mask)
+            log_probs = ops.log_softmax(logits, axis=-1)  # (rows, vocab)
+            vocabulary_size = ops.shape(log_probs)[-1]
+            # A finished beam continues with padding at no cost.
+            pad_only = ops.where(
+                ops.arange(vocabulary_size) == self.pad_id, 0.0, _FORBIDDEN
+            )  # (vocab,)
+            log_probs = ops.where(finished[:, None], pad_only[None, :], log_probs)
+            candidates = ops.reshape(beam_log_probs, (batch_size, beams, 1)) + ops.reshape(
+                log_probs, (batch_size, beams, vocabulary_size)
+            )  # (batch, beams, vocab)
+            beam_log_probs, best = ops.top_k(
+                ops.reshape(candidates, (batch_size, beams * vocabulary_size)), beams
+            )  # (batch, beams)
+            parent = best // vocabulary_size  # (batch, beams)
+            next_token = ops.reshape(best % vocabulary_size, (rows,))
+            parent_rows = ops.reshape(parent + ops.arange(batch_size)[:, None] * beams, (rows,))
+            tokens = ops.take(tokens, parent_rows, axis=0)
+            cache = ops.take(cache, parent_rows, axis=0)
+            finished = ops.take(finished, parent_rows, axis=0)
+            lengths = ops.take(lengths, parent_rows, axis=0) + ops.where(finished, 0, 1)
+            finished = ops.logical_or(finished, ops.equal(next_token, self.end_id))
+            tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
+            return step + 1, tokens, cache, finished, lengths, beam_log_probs
+
+        _, tokens, _, _, lengths, beam_log_probs = ops.while_loop(
+            lambda step, tokens, cache, finished, lengths, log_probs: self._not_done(
+                step, finished
+            ),
+            body,
+            (
+                ops.convert_to_tensor(0, "int32"),
+                self._start_tokens(rows),
+                self.initial_cache(rows),
+                ops.zeros((rows,), "bool"),
+                ops.zeros((rows,), "int32"),
+                initial_log_probs,
+            ),
+            maximum_iterations=self.max_length,
+        )
+        # Rank the final beams by GNMT's length-normalized score.
+        penalty = length_penalty(ops.reshape(lengths, (batch_size, beams)), self.length_penalty)
+        normalized = beam_log_probs / penalty  # (batch, beams)
+        best_beam = _argmax(normalized)  # (batch,)
+        best_rows = best_beam + ops.arange(batch_size) * beams
+        token_ids = ops.take(tokens, best_rows, axis=0)[:, 1:]  # (batch, max_length)
+        scores = ops.take_along_axis(normalized, best_beam[:, None], axis=1)[:, 0]
+        return token_ids, scores
