@@ -1,66 +1,443 @@
-"""`make demo`: train a small Transformer on the reversal task, save it, reload it.
+"""`make demo`: dates to ISO dates, from nothing to a served, inspected model.
 
-Runs offline on a CPU in about a minute: trains `build_transformer` with
-`model.fit` on generated sequence-reversal pairs, reports held-out token
-accuracy, prints a few sources with the model's outputs, saves a `.keras`
-file, reloads it and shows that the reloaded model gives the same outputs.
+Runs offline on a CPU in a few minutes:
+
+1. builds the synthetic `dates` dataset with its TFDS builder ("Thursday,
+   August 14, 1941" -> "1941-08-14", 14 surface forms; train, validation and
+   test splits share no date);
+2. builds character vocabularies from the training split (`TextTokenizer`)
+   and trains `build_transformer` with the paper's recipe (Adam with the
+   warmup schedule, label-smoothed masked cross-entropy) through `model.fit`;
+3. decodes the whole test split greedily with `TranslationGenerator` and
+   reports exact match: the share of dates whose output is right to the last
+   character;
+4. saves the `.keras` file, a SavedModel with a string-in string-out
+   `translate` signature (tokenizer, cached greedy loop and detokenizer in the
+   graph), and a TFLite file running the same greedy loop (ids in, ids out;
+   the character vocabularies go to a JSON file next to it);
+5. reloads the SavedModel with TensorFlow alone and the TFLite file with
+   `ai_edge_litert` alone, each in a fresh Python process that cannot import
+   this package, translates the same sample dates, and checks that both agree
+   with Keras;
+6. draws the cross-attention weights of every head of the last decoder
+   block for one date, and the positional-encoding matrix.
+
+It exits with a non-zero status when exact match is below `--min-exact-match`
+or an export disagrees with Keras.
 """
 
 import argparse
+import json
+import logging
 import os
+import subprocess
+import sys
 import time
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
-from keras_transformer_layers.data.reversal import reversal_arrays, reversal_dataset  # noqa: E402
+from keras_transformer_layers import plotting  # noqa: E402
+from keras_transformer_layers.data import END_ID  # noqa: E402
+from keras_transformer_layers.data import PADDING_ID  # noqa: E402
+from keras_transformer_layers.data import START_ID  # noqa: E402
+from keras_transformer_layers.data import SyntheticTranslationConfig  # noqa: E402
+from keras_transformer_layers.data import TextTokenizer  # noqa: E402
+from keras_transformer_layers.data import build_vocabulary  # noqa: E402
+from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
+from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
+from keras_transformer_layers.decoding import generation_tflite  # noqa: E402
+from keras_transformer_layers.export import ExportSignature  # noqa: E402
+from keras_transformer_layers.export import export_saved_model  # noqa: E402
+from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402
+from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
+from keras_transformer_layers.training import transformer_adam  # noqa: E402
+
+# Dates written by hand, next to test-split dates, for the sample translations.
+HANDWRITTEN_DATES = ("Thursday, August 14, 1941", "the 1st of january, 2000", "31.12.1999")
+
+# Each fresh process blocks this package (and the TFLite one TensorFlow too),
+# so the artifacts are shown to run with nothing but their runtime.
+_SAVED_MODEL_SCRIPT = """
+import json, sys
+sys.modules["keras_transformer_layers"] = None
+import tensorflow as tf
+path, texts = sys.argv[1], json.loads(sys.argv[2])
+translate = tf.saved_model.load(path).signatures["translate"]
+outputs = translate(text=tf.constant(texts))
+print(json.dumps([t.decode("utf-8") for t in outputs["translation"].numpy()]))
+"""
+
+_TFLITE_SCRIPT = """
+import json, sys
+sys.modules["keras_transformer_layers"] = None
+sys.modules["tensorflow"] = None
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+path, vocabulary_path, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with open(vocabulary_path) as file:
+    vocabulary = json.load(file)
+source_ids = {token: i for i, token in enumerate(vocabulary["source"])}
+target = vocabulary["target"]
+start, end, unknown = vocabulary["start_id"], vocabulary["end_id"], vocabulary["oov_id"]
+runner = Interpreter(model_path=path).get_signature_runner()
+translations = []
+for text in texts:  # one date at a time, as on a device
+    ids = [start] + [source_ids.get(c, unknown) for c in text] + [end]
+    token_ids = runner(source_ids=np.array([ids], np.int32))["token_ids"][0]
+    characters = []
+    for i in token_ids.tolist():
+        if i == end:
+            break
+        characters.append(target[i])
+    translations.append("".join(characters))
+print(json.dumps(translations))
+"""
 
 
-def _tokens(row):
-    return " ".join(str(token) for token in row if token not in (0, 2))
+def build_dates(data_dir, num_train, num_validation, num_test, seed=1941):
+    """Builds (or reuses) the `dates` TFDS dataset; returns the builder."""
+    config = SyntheticTranslationConfig(
+        name=f"dates_{num_train}_{num_validation}_{num_test}_{seed}",
+        task="dates",
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        seed=seed,
+    )
+    builder = tfds.builder("synthetic_translation", config=config, data_dir=data_dir)
+    builder.download_and_prepare()
+    return builder
 
 
-def main():
+def split_pairs(builder, split):
+    """A split as a list of `(source, target)` Python strings."""
+    dataset = builder.as_dataset(split=split, as_supervised=True)
+    return [(s.decode("utf-8"), t.decode("utf-8")) for s, t in dataset.as_numpy_iterator()]
+
+
+def make_tokenizers(builder):
+    """Character vocabularies of both sides, built from the training split."""
+    train = builder.as_dataset(split="train", as_supervised=True)
+    source = TextTokenizer(build_vocabulary(train.map(lambda s, t: s)), name="source_tokenizer")
+    target = TextTokenizer(build_vocabulary(train.map(lambda s, t: t)), name="target_tokenizer")
+    for tokenizer in (source, target):
+        tokenizer.build((None,))  # no weights; built so that exports can track it
+    return source, target
+
+
+def translate_ids(generator, source_tokenizer, texts, batch_size=500):
+    """Greedy output ids `(len(texts), max_length)` for a list of strings."""
+    outputs = []
+    for begin in range(0, len(texts), batch_size):
+        source_ids = source_tokenizer(tf.constant(texts[begin : begin + batch_size]))
+        outputs.append(generator.generate(source_ids.numpy()))
+    return np.concatenate(outputs)
+
+
+def detokenize(target_tokenizer, ids):
+    return [t.decode("utf-8") for t in target_tokenizer.detokenize(ids).numpy()]
+
+
+def text_translator(generator, source_tokenizer, target_tokenizer):
+    """The `translate` signature: strings in, the generator's greedy strings out."""
+
+    def translate(text):
+        source_ids = source_tokenizer(text)  # (batch, source_len)
+        token_ids, _ = generator.generate_tensors(source_ids, tf.constant(0, tf.int32))
+        return {"translation": target_tokenizer.detokenize(token_ids), "token_ids": token_ids}
+
+    return ExportSignature(
+        translate,
+        [tf.TensorSpec([None], tf.string, name="text")],
+        [source_tokenizer, target_tokenizer],
+    )
+
+
+def cross_attention_scores(model, source_ids, decoder_ids):
+    """Cross-attention weights of the last decoder block for one example.
+
+    Runs the layers of a `build_transformer` model one by one (at inference,
+    dropout off) and calls the last block's `cross_attention` with
+    `return_attention_scores=True` on the tensors it sees inside the model.
+
+    Args:
+        model: a `build_transformer` model.
+        source_ids: int array `(1, source_len)`.
+        decoder_ids: int array `(1, target_len)`, the decoder input
+            (`[START]` then the output tokens but the last).
+
+    Returns:
+        float32 array `(heads, target_len, source_len)`.
+    """
+    source_ids = tf.constant(source_ids, tf.int32)
+    decoder_ids = tf.constant(decoder_ids, tf.int32)
+    source_mask = source_ids != PADDING_ID
+    target_mask = decoder_ids != PADDING_ID
+    encoder_outputs = model.get_layer("encoder")(
+        model.get_layer("encoder_embedding")(source_ids), mask=source_mask
+    )
+    decoder = model.get_layer("decoder")
+    x = model.get_layer("decoder_embedding")(decoder_ids)
+    for block in decoder.blocks[:-1]:
+        x = block(
+            x, encoder_outputs, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask
+        )
+    # The first two sublayers of the last block, as in `TransformerDecoderBlock.call`.
+    block = decoder.blocks[-1]
+    query = block._sublayer_input("self_attention", x)
+    query = block.self_attention(
+        query, query, query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
+    )
+    query = block._residual("self_attention", x, query, training=False)
+    query = block._sublayer_input("cross_attention", query)
+    _, scores = block.cross_attention(
+        query,
+        encoder_outputs,
+        query_mask=target_mask,
+        value_mask=source_mask,
+        return_attention_scores=True,
+    )
+    return keras.ops.convert_to_numpy(scores)[0]
+
+
+def run_fresh_process(script, *args):
+    """Starts `python -I -c script args` (no PYTHONPATH, no current folder)."""
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH",)
+    }
+    environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+
+
+def finish_fresh_process(process, what):
+    stdout, stderr = process.communicate(timeout=600)
+    if process.returncode != 0:
+        raise SystemExit(f"Reloading the {what} in a fresh process failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="artifacts")
-    parser.add_argument("--epochs", type=int, default=3)
-    args = parser.parse_args()
-    os.makedirs(args.output_dir, exist_ok=True)
-    keras.utils.set_random_seed(0)
+    parser.add_argument("--num-train", type=int, default=20_000)
+    parser.add_argument("--num-test", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--warmup-steps", type=int, default=250)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--model-dim", type=int, default=64)
+    parser.add_argument("--min-exact-match", type=float, default=0.99)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def quiet_logs():
+    """Keeps the output to Keras' progress bars and the demo's own lines."""
+    tfds.disable_progress_bar()
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    tf.get_logger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_logs()
+    demo_start = time.monotonic()
+    output_dir = args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+
+    print("== Data: the offline `dates` TFDS dataset ==")
+    builder = build_dates(
+        os.path.join(output_dir, "tfds"), args.num_train, 500, args.num_test
+    )
+    source_tokenizer, target_tokenizer = make_tokenizers(builder)
+    test_pairs = split_pairs(builder, "test")
+    for source, target in test_pairs[:3]:
+        print(f"  {source!r} -> {target!r}")
+    print(
+        f"  splits: {builder.info.splits['train'].num_examples} train, "
+        f"{builder.info.splits['validation'].num_examples} validation, "
+        f"{len(test_pairs)} test; vocabularies: {source_tokenizer.vocabulary_size} "
+        f"source and {target_tokenizer.vocabulary_size} target ids"
+    )
+
+    def batches(split, shuffle):
+        return make_translation_dataset(
+            builder.as_dataset(split=split, as_supervised=True),
+            source_tokenizer,
+            target_tokenizer,
+            batch_size=args.batch_size,
+            bucket_boundaries=[16, 24],
+            shuffle_buffer_size=args.num_train if shuffle else None,
+            seed=args.seed,
+        )
 
     model = ktl.build_transformer(
-        16, 16, num_layers=2, model_dim=64, num_heads=4, intermediate_dim=128, dropout=0.0
+        source_tokenizer.vocabulary_size,
+        target_tokenizer.vocabulary_size,
+        num_layers=args.num_layers,
+        model_dim=args.model_dim,
+        num_heads=4,
+        intermediate_dim=2 * args.model_dim,
+        dropout=0.0,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        optimizer=transformer_adam(args.model_dim, warmup_steps=args.warmup_steps),
+        loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),
+        metrics=[MaskedAccuracy()],
     )
-    start = time.time()
-    model.fit(reversal_dataset(10000, seed=0), epochs=args.epochs)
-    training_seconds = time.time() - start
+    print(f"\n== Training: {model.count_params():,} parameters ==")
+    train_start = time.monotonic()
+    model.fit(
+        batches("train", shuffle=True),
+        validation_data=batches("validation", shuffle=False),
+        epochs=args.epochs,
+        shuffle=False,  # the pipeline shuffles
+        verbose=2 if os.environ.get("DEMO_QUIET") else 1,
+    )
+    training_seconds = time.monotonic() - train_start
 
-    inputs, target = reversal_arrays(1000, seed=123)
-    predicted = model.predict(inputs, verbose=0).argmax(-1)
-    real = target != 0
-    accuracy = (predicted[real] == target[real]).mean()
-    print(f"\nHeld-out token accuracy (teacher forcing): {accuracy:.2%}")
-    print("Source -> model output (teacher forcing)")
-    for row in range(3):
-        print(f"  {_tokens(inputs['encoder_inputs'][row]):<30} -> {_tokens(predicted[row] * real[row])}")
+    print("\n== Exact match on the test split (greedy, TranslationGenerator) ==")
+    max_length = max(len(t) for _, t in test_pairs) + 2  # room for [END]
+    generator = TranslationGenerator(
+        model, max_length=max_length, start_id=START_ID, end_id=END_ID
+    )
+    eval_start = time.monotonic()
+    predictions = detokenize(
+        target_tokenizer, translate_ids(generator, source_tokenizer, [s for s, _ in test_pairs])
+    )
+    errors = [(s, t, p) for (s, t), p in zip(test_pairs, predictions) if p != t]
+    exact_match = 1.0 - len(errors) / len(test_pairs)
+    print(
+        f"  {exact_match:.2%} ({len(test_pairs) - len(errors)}/{len(test_pairs)}) "
+        f"in {time.monotonic() - eval_start:.0f} s"
+    )
+    for source, target, prediction in errors[:5]:
+        print(f"  wrong: {source!r} -> {prediction!r} (expected {target!r})")
 
-    path = os.path.join(args.output_dir, "reversal.keras")
-    model.save(path)
-    restored = keras.models.load_model(path)
-    restored_predicted = restored.predict(inputs, verbose=0).argmax(-1)
-    same = bool(np.array_equal(restored_predicted, predicted))
-    print(f"\nSaved {path}; reloaded model gives the same outputs: {same}")
-    print(f"Training time: {training_seconds:.0f} s")
-    if not same:
-        raise SystemExit("The reloaded model disagrees with the trained one.")
+    print("\n== Artifacts ==")
+    keras_path = os.path.join(output_dir, "dates.keras")
+    model.save(keras_path)
+    saved_model_path = os.path.join(output_dir, "dates_savedmodel")
+    signatures = export_saved_model(
+        model,
+        saved_model_path,
+        text_translator=text_translator(generator, source_tokenizer, target_tokenizer),
+        overwrite=True,
+    )
+    tflite_path = os.path.join(output_dir, "dates_generate.tflite")
+    with open(tflite_path, "wb") as file:
+        file.write(generation_tflite(generator, batch_size=1, source_len=None))
+    vocabulary_path = os.path.join(output_dir, "dates_vocabulary.json")
+    with open(vocabulary_path, "w") as file:
+        json.dump(
+            {
+                "source": source_tokenizer.get_vocabulary(),
+                "target": target_tokenizer.get_vocabulary(),
+                "padding_id": PADDING_ID,
+                "oov_id": 1,
+                "start_id": START_ID,
+                "end_id": END_ID,
+                "split": "character",
+            },
+            file,
+            ensure_ascii=False,
+        )
+    print(f"  {keras_path}")
+    print(f"  {saved_model_path}  (signatures: {', '.join(signatures)})")
+    print(f"  {tflite_path}  ({os.path.getsize(tflite_path) / 1e6:.1f} MB)")
+    print(f"  {vocabulary_path}")
+
+    print("\n== The same dates through Keras, the SavedModel and TFLite ==")
+    samples = list(HANDWRITTEN_DATES) + [s for s, _ in test_pairs[3:8]]
+    saved_model_process = run_fresh_process(
+        _SAVED_MODEL_SCRIPT, saved_model_path, json.dumps(samples)
+    )
+    tflite_process = run_fresh_process(
+        _TFLITE_SCRIPT, tflite_path, vocabulary_path, json.dumps(samples)
+    )
+    keras_translations = detokenize(
+        target_tokenizer, translate_ids(generator, source_tokenizer, samples)
+    )
+    saved_model_translations = finish_fresh_process(saved_model_process, "SavedModel")
+    tflite_translations = finish_fresh_process(tflite_process, "TFLite file")
+    agree = keras_translations == saved_model_translations == tflite_translations
+    width = max(len(s) for s in samples) + 2
+    print(f"  {'source':<{width}} {'Keras':<11} {'SavedModel':<11} {'TFLite':<11}")
+    for row in zip(samples, keras_translations, saved_model_translations, tflite_translations):
+        source, outputs = row[0], row[1:]
+        mark = "" if len(set(outputs)) == 1 else "  <- differ"
+        print(f"  {source!r:<{width}} " + " ".join(f"{o:<11}" for o in outputs) + mark)
+
+    print("\n== Pictures ==")
+    example = samples[0]
+    source_ids = source_tokenizer(tf.constant([example])).numpy()
+    output_ids = generator.generate(source_ids)[0]
+    output_ids = output_ids[: list(output_ids).index(END_ID) + 1]  # up to [END]
+    decoder_ids = np.concatenate([[START_ID], output_ids[:-1]])[None]
+    scores = cross_attention_scores(model, source_ids, decoder_ids)
+    vocabulary_source = source_tokenizer.get_vocabulary()
+    vocabulary_target = target_tokenizer.get_vocabulary()
+    attention_path = os.path.join(output_dir, "cross_attention.png")
+    plotting.plot_attention_heads(
+        scores,
+        query_tokens=[vocabulary_target[i] for i in output_ids],
+        key_tokens=[vocabulary_source[i] for i in source_ids[0]],
+        path=attention_path,
+        title=f"Cross-attention, last decoder block: {example!r} -> "
+        f"{keras_translations[0]!r} (rows: output characters)",
+    )
+    encoding_path = os.path.join(output_dir, "positional_encoding.png")
+    encoding = ktl.PositionalEncoding()(np.zeros((1, 64, args.model_dim), "float32"))
+    plotting.plot_positional_encoding(
+        encoding,
+        encoding_path,
+        title=f"Sinusoidal positional encoding, d_model={args.model_dim}",
+    )
+    print(f"  {attention_path}\n  {encoding_path}")
+
+    total_seconds = time.monotonic() - demo_start
+    print("\n== Summary ==")
+    print(
+        f"Exact match on the test split: {exact_match:.2%} "
+        f"({len(test_pairs) - len(errors)}/{len(test_pairs)} dates, greedy decoding)"
+    )
+    print(
+        f"Training: {args.epochs} epochs on {args.num_train:,} dates in "
+        f"{training_seconds:.0f} s; whole demo: {total_seconds:.0f} s"
+    )
+    print(
+        "Keras, SavedModel (TensorFlow only) and TFLite (ai_edge_litert only) "
+        f"translations agree: {'yes' if agree else 'NO'} ({len(samples)} dates)"
+    )
+    print(f"Model:      {keras_path}")
+    print(f"SavedModel: {saved_model_path}  (signature 'translate': text -> translation)")
+    print(f"TFLite:     {tflite_path}  (source_ids -> token_ids; vocabularies in {vocabulary_path})")
+    print(f"Pictures:   {attention_path}, {encoding_path}")
+    failures = []
+    if exact_match < args.min_exact_match:
+        failures.append(
+            f"exact match {exact_match:.2%} is below the target {args.min_exact_match:.0%}"
+        )
+    if not agree:
+        failures.append("the exported models disagree with Keras")
+    if failures:
+        raise SystemExit("FAILED: " + "; ".join(failures))
 
 
 if __name__ == "__main__":
