@@ -27,10 +27,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
+from keras_transformer_layers.data.tokenizer import START_ID  # noqa: E402
 from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
-SOURCE_LEN, NEW_TOKENS, START_ID, NO_END_ID = 32, 64, 1, -1
+SOURCE_LEN, NEW_TOKENS, NO_END_ID = 32, 64, -1
 
 
 def recompute_function(model):

@@ -12,6 +12,7 @@ import pytest
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers.data import reversal
+from keras_transformer_layers.data.tokenizer import END_ID, START_ID
 
 VOCABULARY_SIZE = 16
 MAX_SOURCE_LENGTH = 8
@@ -72,7 +73,7 @@ def log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
-def recompute_greedy(model, source, max_length, start_id=1, end_id=2, pad_id=0):
+def recompute_greedy(model, source, max_length, start_id=START_ID, end_id=END_ID, pad_id=0):
     """Greedy decoding the slow way: the full model on the whole prefix per step."""
     batch = source.shape[0]
     decoder_inputs = np.full((batch, 1), start_id, "int32")
@@ -89,7 +90,7 @@ def recompute_greedy(model, source, max_length, start_id=1, end_id=2, pad_id=0):
     return output
 
 
-def sequence_log_prob(model, source, token_ids, start_id=1, pad_id=0):
+def sequence_log_prob(model, source, token_ids, start_id=START_ID, pad_id=0):
     """Teacher-forced total log-probability of each row's non-padding tokens."""
     decoder_inputs = np.concatenate(
         [np.full((len(token_ids), 1), start_id, "int32"), token_ids[:, :-1]], axis=1

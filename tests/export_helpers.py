@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.export import CharacterTokenizer
+from keras_transformer_layers.data import TextTokenizer
 
 CHARACTERS = "abcdefghij"
 
@@ -30,8 +30,8 @@ def tiny_transformer(vocabulary_size, model_dim=16, intermediate_dim=32, num_hea
 
 
 def character_model():
-    """A tiny transformer over `CharacterTokenizer(CHARACTERS)` ids."""
-    tokenizer = CharacterTokenizer(CHARACTERS)
+    """A tiny transformer over the ids of a character `TextTokenizer` of `CHARACTERS`."""
+    tokenizer = TextTokenizer(list(CHARACTERS))
     return tiny_transformer(tokenizer.vocabulary_size), tokenizer
 
 

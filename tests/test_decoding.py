@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
+from keras_transformer_layers.data.tokenizer import END_ID, START_ID
 from keras_transformer_layers.decoding import TranslationGenerator, length_penalty
 from tests.decoding_fixtures import (
     recompute_greedy,
@@ -40,7 +41,7 @@ def test_cached_greedy_matches_full_recompute(trained_model, greedy, batch_size)
     lengths = (source != 0).sum(1)
     correct = [
         token_ids[row, : lengths[row] + 1].tolist()
-        == source[row, : lengths[row]][::-1].tolist() + [2]
+        == source[row, : lengths[row]][::-1].tolist() + [END_ID]
         for row in range(batch_size)
     ]
     assert np.mean(correct) >= 0.5, (source, token_ids)
@@ -58,7 +59,7 @@ def test_end_token_stops_each_row_and_max_length_is_respected(trained_model, gre
     token_ids = greedy[1]
     end_positions = []
     for row in token_ids:
-        ends = np.flatnonzero(row == 2)
+        ends = np.flatnonzero(row == END_ID)
         assert len(ends) == 1, row  # exactly one end token
         assert np.all(row[ends[0] + 1 :] == 0), row  # padding after it
         assert np.all(row[: ends[0]] != 0), row  # no padding before it
@@ -155,12 +156,12 @@ def test_top_k_samples_only_among_the_k_best(trained_model):
     sampled = TranslationGenerator(
         trained_model, max_length=MAX_LENGTH, sample=True, top_k=2, temperature=10.0, seed=0
     ).generate(source)
-    decoder_inputs = np.concatenate([np.ones((4, 1), "int32"), sampled[:, :-1]], axis=1)
+    decoder_inputs = np.concatenate([np.full((4, 1), START_ID, "int32"), sampled[:, :-1]], axis=1)
     logits = np.asarray(
         trained_model({"encoder_inputs": source, "decoder_inputs": decoder_inputs})
     )
     rank = (logits > np.take_along_axis(logits, sampled[..., None], -1)).sum(-1)
-    live = np.cumsum(sampled == 2, axis=1) - (sampled == 2) == 0  # up to the end token
+    live = np.cumsum(sampled == END_ID, axis=1) - (sampled == END_ID) == 0  # up to the end token
     assert np.all(rank[live] <= 1)
 
 
@@ -192,7 +193,7 @@ def test_generator_on_a_model_composed_of_the_layers():
 
 def test_get_config_round_trip(trained_model):
     generator = TranslationGenerator(
-        trained_model, max_length=7, num_beams=3, length_penalty=1.0, end_id=2
+        trained_model, max_length=7, num_beams=3, length_penalty=1.0, end_id=END_ID
     )
     config = generator.get_config()
     revived = TranslationGenerator.from_config(config, trained_model)

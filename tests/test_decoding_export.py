@@ -14,6 +14,7 @@ from keras_transformer_layers.decoding import (
     export_generation_saved_model,
     generation_tflite,
 )
+from keras_transformer_layers.data.tokenizer import END_ID, START_ID
 from tests.decoding_fixtures import sources, trained_model  # noqa: F401
 
 MAX_LENGTH = 10
@@ -87,7 +88,7 @@ def test_tflite_single_step_without_control_flow(keras_generation):
         source_ids=source
     )
     step = Interpreter(model_content=step_buffer).get_signature_runner()
-    cache, token, generated = encoded["self_attention_cache"], np.array([[1]], "int32"), []
+    cache, token, generated = encoded["self_attention_cache"], np.array([[START_ID]], "int32"), []
     for index in range(MAX_LENGTH):  # the caller's loop, as on a delegate
         outputs = step(
             token_ids=token,
@@ -99,7 +100,7 @@ def test_tflite_single_step_without_control_flow(keras_generation):
         cache = outputs["self_attention_cache"]
         token = outputs["logits"].argmax(-1).astype("int32")[:, None]
         generated.append(int(token[0, 0]))
-        if generated[-1] == 2:
+        if generated[-1] == END_ID:
             break
     np.testing.assert_array_equal(generated, token_ids[0, : len(generated)])
     assert np.all(token_ids[0, len(generated) :] == 0)

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers import export
+from keras_transformer_layers.data import END_ID, START_ID
+from keras_transformer_layers.decoding import TranslationGenerator, generation_signatures
 from tests import export_helpers as helpers
 
 SOURCES = ["abc", "hgfedcba", "jj", "a"]
@@ -21,63 +23,36 @@ MAX_OUTPUT_LENGTH = 12
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A character model exported with forward, encoder and translate signatures."""
+    """A character model exported with every signature: forward, encoder, translate, generation."""
     model, tokenizer = helpers.character_model()
-    translator = export.text_translation_function(
-        model,
-        tokenizer.tokenize,
-        tokenizer.detokenize,
-        tokenizer.start_id,
-        tokenizer.end_id,
-        MAX_OUTPUT_LENGTH,
-    )
-
-    # Stand-in for the decoding branch's single-step signature.
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.int32, name="encoder_inputs"),
-        tf.TensorSpec([None, None], tf.int32, name="decoder_inputs"),
-    ])
-    def next_token(encoder_inputs, decoder_inputs):
-        logits = model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs})
-        return {"next_token": tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)}
-
+    generator = TranslationGenerator(model, max_length=MAX_OUTPUT_LENGTH)
+    translator = export.text_translation_function(generator, tokenizer, tokenizer)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     signatures = export.export_saved_model(
         model,
         path,
         text_translator=translator,
-        extra_signatures={"next_token": next_token},
+        extra_signatures=generation_signatures(generator),
     )
     return {
         "model": model,
         "tokenizer": tokenizer,
+        "generator": generator,
         "path": path,
         "signatures": signatures,
-        "next_token": next_token,
     }
 
 
 def keras_greedy_translation(model, tokenizer, text):
-    """Reference: a Python loop over `model(...)` and a Python character map."""
-    source = [tokenizer.first_character_id + helpers.CHARACTERS.index(c) for c in text]
-    tokens = [tokenizer.start_id]
-    forward = tf.function(model, reduce_retracing=True)
+    """Reference: a Python loop over the full `model(...)` on the whole prefix."""
+    source = tokenizer(tf.constant([text])).numpy()
+    tokens = [START_ID]
     for _ in range(MAX_OUTPUT_LENGTH):
-        logits = forward(
-            {
-                "encoder_inputs": np.array([source], "int32"),
-                "decoder_inputs": np.array([tokens], "int32"),
-            }
-        )
-        next_id = int(np.argmax(np.asarray(logits)[0, -1]))
-        if next_id in (tokenizer.end_id, tokenizer.pad_id):
+        logits = model({"encoder_inputs": source, "decoder_inputs": np.array([tokens], "int32")})
+        tokens.append(int(np.argmax(np.asarray(logits)[0, -1])))
+        if tokens[-1] == END_ID:
             break
-        tokens.append(next_id)
-    return "".join(
-        helpers.CHARACTERS[i - tokenizer.first_character_id]
-        for i in tokens[1:]
-        if i >= tokenizer.first_character_id
-    )
+    return tokenizer.detokenize(np.array([tokens[1:]])).numpy()[0].decode()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +96,7 @@ print("KTL_LOADED" if "keras_transformer_layers" in sys.modules else "KTL_NOT_LO
 
 def test_signatures_are_named(exported):
     assert exported["signatures"] == [
-        "encoder", "forward", "next_token", "serving_default", "translate"
+        "decode_step", "encode", "encoder", "forward", "generate", "serving_default", "translate"
     ]
 
 
@@ -204,12 +179,19 @@ def test_verify_export_reports_match_and_mismatch(exported):
     assert mismatch["token_agreement"] < 1.0
 
 
-def test_extra_signatures_are_exported(exported):
-    inputs = helpers.translation_inputs(14, 3, 5, 4, seed=4)
+def test_generation_signature_gives_the_keras_tokens(exported):
+    source = helpers.translation_inputs(14, 3, 5, 4, seed=4)["encoder_inputs"]
+    generator = exported["generator"]
+
+    def keras_generation(source_ids):
+        token_ids, scores = generator.generate(source_ids, return_scores=True)
+        return {"token_ids": token_ids, "scores": scores}
+
     result = export.verify_export(
-        exported["path"], exported["next_token"], inputs, signature="next_token"
+        exported["path"], keras_generation, {"source_ids": source}, signature="generate"
     )
     assert result["token_agreement"] == 1.0
+    assert result["max_abs_diff"] <= 1e-4
 
 
 def test_functional_encoder_model_exports(tmp_path):
@@ -280,20 +262,6 @@ def test_failed_export_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         export.export_saved_model(model, tmp_path / "sm", extra_signatures={"broken": (broken, spec)})
     assert os.listdir(tmp_path) == []
-
-
-def test_character_tokenizer_round_trip_and_config():
-    tokenizer = export.CharacterTokenizer("abc")
-    ids = tokenizer.tokenize(tf.constant(["cab", "a", "ax"]))
-    # 0 pad, 1 unknown, 2 start, 3 end, then a=4, b=5, c=6.
-    assert ids.numpy().tolist() == [[6, 4, 5], [4, 0, 0], [4, 1, 0]]
-    text = tokenizer.detokenize(tf.constant([[2, 6, 4, 3, 0], [5, 1, 5, 0, 0]]))
-    assert [s.decode() for s in text.numpy()] == ["ca", "bb"]
-    config = keras.saving.serialize_keras_object(tokenizer)
-    revived = keras.saving.deserialize_keras_object(config)
-    assert revived.characters == ["a", "b", "c"] and revived.vocabulary_size == 7
-    with pytest.raises(ValueError, match=r"`characters` must be .*Received: characters=\['a', 'a'\]"):
-        export.CharacterTokenizer("aa")
 
 
 def test_mixed_precision_model_is_refused_for_tflite(tmp_path):

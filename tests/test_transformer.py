@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data.reversal import reversal_arrays, reversal_dataset
+from keras_transformer_layers.data.reversal import END_ID, START_ID, reversal_arrays, reversal_dataset
 
 SMALL = {"num_layers": 2, "model_dim": 16, "num_heads": 2, "intermediate_dim": 32}
 
@@ -97,10 +97,10 @@ def test_reversal_data_is_shifted_for_teacher_forcing():
     inputs, target = reversal_arrays(5, min_length=2, max_length=4, seed=1)
     for source, decoder_inputs, target_out in zip(inputs["encoder_inputs"], inputs["decoder_inputs"], target):
         tokens = source[source != 0]
-        np.testing.assert_array_equal(decoder_inputs[: len(tokens) + 1], [1, *tokens[::-1]])
-        np.testing.assert_array_equal(target_out[: len(tokens) + 1], [*tokens[::-1], 2])
-        np.testing.assert_array_equal(decoder_inputs[1:], target_out[:-1] * (target_out[:-1] != 2))
+        np.testing.assert_array_equal(decoder_inputs[: len(tokens) + 1], [START_ID, *tokens[::-1]])
+        np.testing.assert_array_equal(target_out[: len(tokens) + 1], [*tokens[::-1], END_ID])
+        np.testing.assert_array_equal(decoder_inputs[1:], target_out[:-1] * (target_out[:-1] != END_ID))
     with pytest.raises(ValueError, match="`max_length` must be at least `min_length`.*min_length=5, max_length=3"):
         reversal_arrays(2, min_length=5, max_length=3)
-    with pytest.raises(ValueError, match="Received: vocabulary_size=3"):
-        reversal_arrays(2, vocabulary_size=3)
+    with pytest.raises(ValueError, match="Received: vocabulary_size=4"):
+        reversal_arrays(2, vocabulary_size=4)

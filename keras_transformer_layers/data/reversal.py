@@ -9,22 +9,24 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.data.tokenizer import END_ID
+from keras_transformer_layers.data.tokenizer import RESERVED_TOKENS
+from keras_transformer_layers.data.tokenizer import START_ID
 
-PAD_ID = 0
-START_ID = 1
-END_ID = 2
-FIRST_TOKEN_ID = 3
+# The package's id layout (see `tokenizer`): 0 padding, 1 unknown, 2 start,
+# 3 end; the reversal tokens come after the reserved ids.
+FIRST_TOKEN_ID = len(RESERVED_TOKENS)
 
 
 def reversal_arrays(num_examples, vocabulary_size=16, min_length=3, max_length=10, seed=0):
     """Random token sequences and their reversals, padded with id 0.
 
-    Ids 0, 1 and 2 are padding, start and end; sources use ids
-    `3 .. vocabulary_size - 1`.
+    Ids follow the package's layout: 0 padding, 2 start, 3 end (1, the
+    unknown id, is never used); sources use ids `4 .. vocabulary_size - 1`.
 
     Args:
         num_examples: positive int, number of pairs.
-        vocabulary_size: int greater than 3, the shared vocabulary size.
+        vocabulary_size: int greater than 4, the shared vocabulary size.
             Defaults to `16`.
         min_length: positive int, shortest source. Defaults to `3`.
         max_length: int `>= min_length`, longest source. Defaults to `10`.
@@ -49,7 +51,7 @@ def reversal_arrays(num_examples, vocabulary_size=16, min_length=3, max_length=1
     _validation.check_positive_int("max_length", max_length)
     if vocabulary_size <= FIRST_TOKEN_ID:
         raise ValueError(
-            f"`vocabulary_size` must be greater than {FIRST_TOKEN_ID} (ids 0-2 are "
+            f"`vocabulary_size` must be greater than {FIRST_TOKEN_ID} (ids 0-3 are "
             f"reserved). Received: vocabulary_size={vocabulary_size!r}"
         )
     if max_length < min_length:

@@ -2,6 +2,7 @@
 
 from keras_transformer_layers.decoding.export import decode_step_tflite
 from keras_transformer_layers.decoding.export import export_generation_saved_model
+from keras_transformer_layers.decoding.export import generation_signatures
 from keras_transformer_layers.decoding.export import generation_tflite
 from keras_transformer_layers.decoding.generator import DEFAULT_LAYER_NAMES
 from keras_transformer_layers.decoding.generator import TranslationGenerator
@@ -12,6 +13,7 @@ __all__ = [
     "TranslationGenerator",
     "decode_step_tflite",
     "export_generation_saved_model",
+    "generation_signatures",
     "generation_tflite",
     "length_penalty",
 ]

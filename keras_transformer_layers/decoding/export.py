@@ -79,6 +79,40 @@ def _module(generator):
     return module
 
 
+def generation_signatures(generator, step_batch_size=1, step_source_len=None):
+    """The decoding signatures of `generator`, as `tf.function`s by name.
+
+    `generate` runs the whole loop (`source_ids` in, `token_ids` and `scores`
+    out); `encode` and `decode_step` are the single-step pair described in
+    `export_generation_saved_model`. Pass the dict to
+    `keras_transformer_layers.export.export_saved_model(extra_signatures=...)`
+    to put them in the same SavedModel as the forward pass.
+
+    Args:
+        generator: a `TranslationGenerator`.
+        step_batch_size: positive int or `None`, the batch size of the
+            `encode`/`decode_step` signatures. Defaults to `1`.
+        step_source_len: positive int or `None`, their source length.
+            Defaults to `None` (any).
+
+    Returns:
+        A dict `{"generate": ..., "encode": ..., "decode_step": ...}`.
+
+    Example:
+
+    ```python
+    export.export_saved_model(
+        model, "/tmp/sm", extra_signatures=generation_signatures(generator))
+    ```
+    """
+    encode, decode_step = _step_functions(generator, step_batch_size, step_source_len)
+    return {
+        "generate": _generation_function(generator, (None, None)),
+        "encode": encode,
+        "decode_step": decode_step,
+    }
+
+
 def export_generation_saved_model(generator, path, step_batch_size=1, step_source_len=None):
     """Saves `generator`'s decoding as a TensorFlow SavedModel.
 
@@ -111,10 +145,10 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
     ```
     """
     module = _module(generator)
-    module.generate = _generation_function(generator, (None, None))
-    module.encode, module.decode_step = _step_functions(
-        generator, step_batch_size, step_source_len
-    )
+    signatures = generation_signatures(generator, step_batch_size, step_source_len)
+    module.generate = signatures["generate"]
+    module.encode = signatures["encode"]
+    module.decode_step = signatures["decode_step"]
     tf.saved_model.save(
         module,
         path,

@@ -11,6 +11,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.data.tokenizer import END_ID
+from keras_transformer_layers.data.tokenizer import PADDING_ID
+from keras_transformer_layers.data.tokenizer import START_ID
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
@@ -175,8 +178,10 @@ class TranslationGenerator:
             Defaults to `1.0`.
         seed: optional int, sampling seed; `None` draws a new seed from NumPy's
             global generator on each call. Defaults to `None`.
-        start_id: int, the id fed at the first step. Defaults to `1`.
-        end_id: int, the id that ends a row. Defaults to `2`.
+        start_id: int, the id fed at the first step. Defaults to `2`, the
+            package's `[START]` id (`keras_transformer_layers.data.START_ID`).
+        end_id: int, the id that ends a row. Defaults to `3`, the package's
+            `[END]` id.
         pad_id: int, the padding id of sources and outputs. Defaults to `0`.
         jit_compile: bool, compile the loop with XLA. Defaults to `False`.
         layer_names: optional dict overriding `DEFAULT_LAYER_NAMES` (keys
@@ -223,9 +228,9 @@ class TranslationGenerator:
         top_p=None,
         temperature=1.0,
         seed=None,
-        start_id=1,
-        end_id=2,
-        pad_id=0,
+        start_id=START_ID,
+        end_id=END_ID,
+        pad_id=PADDING_ID,
         jit_compile=False,
         layer_names=None,
     ):
