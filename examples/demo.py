@@ -55,8 +55,8 @@ from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
 from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
 from keras_transformer_layers.decoding import generation_tflite  # noqa: E402
-from keras_transformer_layers.export import ExportSignature  # noqa: E402
 from keras_transformer_layers.export import export_saved_model  # noqa: E402
+from keras_transformer_layers.export import text_translation_function  # noqa: E402
 from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
 from keras_transformer_layers.training import transformer_adam  # noqa: E402
@@ -87,17 +87,19 @@ with open(vocabulary_path) as file:
     vocabulary = json.load(file)
 source_ids = {token: i for i, token in enumerate(vocabulary["source"])}
 target = vocabulary["target"]
-start, end, unknown = vocabulary["start_id"], vocabulary["end_id"], vocabulary["oov_id"]
+padding, unknown = vocabulary["padding_id"], vocabulary["oov_id"]
+start, end = vocabulary["start_id"], vocabulary["end_id"]
 runner = Interpreter(model_path=path).get_signature_runner()
 translations = []
 for text in texts:  # one date at a time, as on a device
     ids = [start] + [source_ids.get(c, unknown) for c in text] + [end]
     token_ids = runner(source_ids=np.array([ids], np.int32))["token_ids"][0]
     characters = []
-    for i in token_ids.tolist():
+    for i in token_ids.tolist():  # as TextTokenizer.detokenize
         if i == end:
             break
-        characters.append(target[i])
+        if i not in (padding, start):
+            characters.append(target[i] if 0 <= i < len(target) else target[unknown])
     translations.append("".join(characters))
 print(json.dumps(translations))
 """
@@ -129,8 +131,6 @@ def make_tokenizers(builder):
     train = builder.as_dataset(split="train", as_supervised=True)
     source = TextTokenizer(build_vocabulary(train.map(lambda s, t: s)), name="source_tokenizer")
     target = TextTokenizer(build_vocabulary(train.map(lambda s, t: t)), name="target_tokenizer")
-    for tokenizer in (source, target):
-        tokenizer.build((None,))  # no weights; built so that exports can track it
     return source, target
 
 
@@ -145,21 +145,6 @@ def translate_ids(generator, source_tokenizer, texts, batch_size=500):
 
 def detokenize(target_tokenizer, ids):
     return [t.decode("utf-8") for t in target_tokenizer.detokenize(ids).numpy()]
-
-
-def text_translator(generator, source_tokenizer, target_tokenizer):
-    """The `translate` signature: strings in, the generator's greedy strings out."""
-
-    def translate(text):
-        source_ids = source_tokenizer(text)  # (batch, source_len)
-        token_ids, _ = generator.generate_tensors(source_ids, tf.constant(0, tf.int32))
-        return {"translation": target_tokenizer.detokenize(token_ids), "token_ids": token_ids}
-
-    return ExportSignature(
-        translate,
-        [tf.TensorSpec([None], tf.string, name="text")],
-        [source_tokenizer, target_tokenizer],
-    )
 
 
 def cross_attention_scores(model, source_ids, decoder_ids):
@@ -283,7 +268,7 @@ def export_artifacts(model, generator, source_tokenizer, target_tokenizer, outpu
     export_saved_model(
         model,
         paths["saved_model"],
-        text_translator=text_translator(generator, source_tokenizer, target_tokenizer),
+        text_translator=text_translation_function(generator, source_tokenizer, target_tokenizer),
         overwrite=True,
     )
     with open(paths["tflite"], "wb") as file:

@@ -27,8 +27,6 @@ def demo():
 def tiny(demo):
     source = TextTokenizer(sorted(set("".join(_TEXTS))), name="source_tokenizer")
     target = TextTokenizer(list("0123456789-"), name="target_tokenizer")
-    for tokenizer in (source, target):
-        tokenizer.build((None,))
     model = ktl.build_transformer(
         source.vocabulary_size, target.vocabulary_size,
         num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
