@@ -1,0 +1,163 @@
+"""TFLite (LiteRT) conversion with builtin ops only, optional quantization."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_transformer_layers.export import _io
+from keras_transformer_layers.export import verify
+
+QUANTIZATIONS = (None, "float16", "dynamic_int8")
+
+
+def _check_quantization(quantization):
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            "`quantization` must be one of None, 'float16' or 'dynamic_int8'. "
+            f"Received: quantization={quantization!r}"
+        )
+
+
+def _check_float32_compute(model):
+    """TFLite builtin kernels compute in float32; refuse 16-bit policies early.
+
+    Under `mixed_float16` the converter otherwise fails with "'tf.Mul' op is
+    neither a custom op nor a flex op".
+    """
+    policies = sorted(
+        {
+            layer.dtype_policy.name
+            for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+            and layer.compute_dtype != "float32"
+        }
+    )
+    if policies:
+        raise ValueError(
+            "TFLite builtin ops compute in float32, so `model` must use the "
+            "float32 dtype policy: rebuild it under "
+            "`keras.config.set_dtype_policy('float32')`, copy the weights with "
+            "`set_weights`, and pass `quantization='float16'` for 16-bit "
+            f"weights. Received: model with dtype policies {policies}"
+        )
+
+
+def _converter_kwargs(quantization):
+    """Arguments of `model.export(format="litert")` for each quantization."""
+    target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    kwargs = {"target_spec": target_spec}
+    if quantization == "float16":
+        kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
+        target_spec["supported_types"] = [tf.float16]
+    elif quantization == "dynamic_int8":
+        # DEFAULT without a representative dataset is dynamic-range
+        # quantization: int8 weights, float activations.
+        kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    return kwargs
+
+
+def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=False):
+    """Converts a model to a `.tflite` flat buffer with TFLite builtin ops only.
+
+    Uses Keras' own `model.export(path, format="litert")` and restricts the
+    converter to `TFLITE_BUILTINS`, so the file runs on the standalone LiteRT
+    interpreter (`ai-edge-litert`) with no Flex delegate; a model that would
+    need a TensorFlow (Flex) op fails to convert instead of failing on the
+    device. Batch size and sequence lengths stay dynamic: resize the inputs
+    (the LiteRT signature runner does it for you). The weights are frozen
+    into the file.
+
+    Args:
+        model: Keras model with inputs.
+        path: output file, ending in `.tflite`. It must not exist unless
+            `overwrite=True`.
+        quantization: `None` (float32), `"float16"` (float16 weights) or
+            `"dynamic_int8"` (dynamic-range int8 weights, float activations).
+            Defaults to `None`.
+        sample_inputs: optional dict from input name to NumPy array (or one
+            array for a single-input model); when given the file is run on
+            them and compared with the Keras model. Defaults to `None`.
+        overwrite: bool, replace an existing file. Defaults to `False`.
+            The model must compute in float32 (a `mixed_float16` model is
+            refused with a clear error; use `quantization="float16"`).
+
+    Returns:
+        A dict with `"path"`, `"quantization"`, `"size_bytes"`, `"op_names"`
+        (sorted distinct op names in every subgraph) and, with
+        `sample_inputs`, `"max_abs_diff"` and `"token_agreement"` (see
+        `verify_export`); otherwise those two are `None`.
+
+    Example:
+
+    ```python
+    report = export_tflite(model, "/tmp/model_int8.tflite",
+                           quantization="dynamic_int8",
+                           sample_inputs={"encoder_inputs": src,
+                                          "decoder_inputs": tgt})
+    print(report["size_bytes"], report["max_abs_diff"])
+    ```
+    """
+    _check_quantization(quantization)
+    _io.check_model(model)
+    _check_float32_compute(model)
+    path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
+    if os.path.isdir(path):
+        raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
+    with _io.atomic_output(path) as staging:
+        model.export(staging, format="litert", verbose=False, **_converter_kwargs(quantization))
+    report = {
+        "path": path,
+        "quantization": quantization,
+        "size_bytes": os.path.getsize(path),
+        "op_names": tflite_op_names(path),
+        "max_abs_diff": None,
+        "token_agreement": None,
+    }
+    if sample_inputs is not None:
+        result = verify.verify_export(path, model, sample_inputs)
+        report["max_abs_diff"] = result["max_abs_diff"]
+        report["token_agreement"] = result["token_agreement"]
+    return report
+
+
+def tflite_op_names(path):
+    """The distinct operator names used anywhere in a `.tflite` file.
+
+    Reads the flat buffer with the schema bundled in `ai_edge_litert` (no
+    TensorFlow needed). Builtin ops appear by their builtin name (e.g.
+    `"FULLY_CONNECTED"`, `"WHILE"`); custom ops, including Flex ops, appear
+    as `"CUSTOM:<code>"` (e.g. `"CUSTOM:FlexEinsum"`).
+
+    Args:
+        path: path of a `.tflite` file.
+
+    Returns:
+        A sorted list of strings.
+
+    Example:
+
+    >>> ops = tflite_op_names("/tmp/model.tflite")
+    >>> [op for op in ops if op.startswith("CUSTOM")]
+    []
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as f:
+        buffer = f.read()
+    flat_model = schema.Model.GetRootAs(buffer, 0)
+    builtin_names = {
+        value: key
+        for key, value in vars(schema.BuiltinOperator).items()
+        if not key.startswith("_")
+    }
+    names = set()
+    for i in range(flat_model.OperatorCodesLength()):
+        code = flat_model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = code.CustomCode()
+            names.add("CUSTOM:" + (custom.decode() if custom else "?"))
+        else:
+            names.add(builtin_names.get(builtin, str(builtin)))
+    return sorted(names)

@@ -1,0 +1,318 @@
+"""SavedModel export: signatures, fresh-process serving, text, verification, errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_transformer_layers as ktl
+from keras_transformer_layers import export
+from tests import export_helpers as helpers
+
+SOURCES = ["abc", "hgfedcba", "jj", "a"]
+MAX_OUTPUT_LENGTH = 12
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A character model exported with forward, encoder and translate signatures."""
+    model, tokenizer = helpers.character_model()
+    translator = export.text_translation_function(
+        model,
+        tokenizer.tokenize,
+        tokenizer.detokenize,
+        tokenizer.start_id,
+        tokenizer.end_id,
+        MAX_OUTPUT_LENGTH,
+    )
+
+    # Stand-in for the decoding branch's single-step signature.
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None], tf.int32, name="encoder_inputs"),
+        tf.TensorSpec([None, None], tf.int32, name="decoder_inputs"),
+    ])
+    def next_token(encoder_inputs, decoder_inputs):
+        logits = model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs})
+        return {"next_token": tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)}
+
+    path = str(tmp_path_factory.mktemp("export") / "saved_model")
+    signatures = export.export_saved_model(
+        model,
+        path,
+        text_translator=translator,
+        extra_signatures={"next_token": next_token},
+    )
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "path": path,
+        "signatures": signatures,
+        "next_token": next_token,
+    }
+
+
+def keras_greedy_translation(model, tokenizer, text):
+    """Reference: a Python loop over `model(...)` and a Python character map."""
+    source = [tokenizer.first_character_id + helpers.CHARACTERS.index(c) for c in text]
+    tokens = [tokenizer.start_id]
+    forward = tf.function(model, reduce_retracing=True)
+    for _ in range(MAX_OUTPUT_LENGTH):
+        logits = forward(
+            {
+                "encoder_inputs": np.array([source], "int32"),
+                "decoder_inputs": np.array([tokens], "int32"),
+            }
+        )
+        next_id = int(np.argmax(np.asarray(logits)[0, -1]))
+        if next_id in (tokenizer.end_id, tokenizer.pad_id):
+            break
+        tokens.append(next_id)
+    return "".join(
+        helpers.CHARACTERS[i - tokenizer.first_character_id]
+        for i in tokens[1:]
+        if i >= tokenizer.first_character_id
+    )
+
+
+@pytest.fixture(scope="module")
+def fresh_process_run(exported, tmp_path_factory):
+    """Runs every signature with TensorFlow alone, in `python -I -S`.
+
+    The child gets the venv's site-packages without its `.pth` files, so the
+    editable install of this package is not on its path; it proves that
+    `keras_transformer_layers` cannot be imported before loading.
+    """
+    work = tmp_path_factory.mktemp("fresh")
+    inputs = [helpers.translation_inputs(14, 2, 6, 5, seed=1), helpers.translation_inputs(14, 3, 9, 4, seed=2)]
+    np.savez(work / "inputs.npz", **{f"{k}_{i}": v for i, x in enumerate(inputs) for k, v in x.items()})
+    script = f"""
+import importlib.util, json, sys
+sys.path.extend(json.loads({helpers.site_packages()!r}))
+assert importlib.util.find_spec("keras_transformer_layers") is None, sys.path
+try:
+    import keras_transformer_layers
+    print("PACKAGE_IMPORTED")
+except ModuleNotFoundError:
+    print("PACKAGE_NOT_IMPORTABLE")
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load({exported["path"]!r})
+data = np.load("inputs.npz")
+out = {{}}
+for i in range(2):
+    feed = {{k: tf.constant(data[f"{{k}}_{{i}}"]) for k in ("encoder_inputs", "decoder_inputs")}}
+    out[f"logits_{{i}}"] = loaded.signatures["forward"](**feed)["logits"].numpy()
+    out[f"encoder_{{i}}"] = loaded.signatures["encoder"](encoder_inputs=feed["encoder_inputs"])["encoder_outputs"].numpy()
+result = loaded.signatures["translate"](text=tf.constant({SOURCES!r}))
+np.savez("outputs.npz", **out)
+print(json.dumps([s.decode() for s in result["translation"].numpy()]))
+print("KTL_LOADED" if "keras_transformer_layers" in sys.modules else "KTL_NOT_LOADED")
+"""
+    stdout = helpers.run_python(["-I", "-S"], script, cwd=work)
+    outputs = dict(np.load(work / "outputs.npz"))
+    return {"stdout": stdout, "outputs": outputs, "inputs": inputs}
+
+
+def test_signatures_are_named(exported):
+    assert exported["signatures"] == [
+        "encoder", "forward", "next_token", "serving_default", "translate"
+    ]
+
+
+def test_fresh_process_cannot_import_package(fresh_process_run):
+    lines = fresh_process_run["stdout"].splitlines()
+    assert "PACKAGE_NOT_IMPORTABLE" in lines
+    assert "KTL_NOT_LOADED" in lines
+
+
+def test_fresh_process_forward_and_encoder_match_keras(exported, fresh_process_run):
+    model = exported["model"]
+    encoder = keras.Model(
+        model.input["encoder_inputs"], model.get_layer("encoder").output
+    )
+    for i, inputs in enumerate(fresh_process_run["inputs"]):
+        np.testing.assert_allclose(
+            fresh_process_run["outputs"][f"logits_{i}"], model(inputs), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            fresh_process_run["outputs"][f"encoder_{i}"],
+            encoder(inputs["encoder_inputs"]),
+            atol=1e-5,
+        )
+
+
+def test_text_signature_translates_like_keras(exported, fresh_process_run):
+    translations = json.loads(fresh_process_run["stdout"].splitlines()[-2])
+    expected = [
+        keras_greedy_translation(exported["model"], exported["tokenizer"], text)
+        for text in SOURCES
+    ]
+    assert translations == expected
+    # The untrained model still produces text, so the comparison is not vacuous.
+    assert any(translations)
+
+
+def test_saved_model_cli_show_and_run(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    commands = {
+        "show": [cli, "show", "--dir", exported["path"], "--all"],
+        "run": [
+            cli, "run", "--dir", exported["path"], "--tag_set", "serve",
+            "--signature_def", "forward",
+            "--input_exprs", "encoder_inputs=[[4,5,6]];decoder_inputs=[[2,7]]",
+        ],
+    }
+    processes = {
+        key: subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for key, command in commands.items()
+    }
+    results = {key: process.communicate(timeout=180) for key, process in processes.items()}
+    for key, process in processes.items():
+        assert process.returncode == 0, results[key][1][-2000:]
+    show, run = results["show"][0], results["run"][0]
+    for name in exported["signatures"]:
+        assert f"signature_def['{name}']" in show
+    assert "Result for output key logits" in run
+    printed = run.split("Result for output key logits:")[1]
+    values = np.array(re.findall(r"-?\d+\.\d*(?:e[-+]\d+)?", printed), "float64")
+    expected = exported["model"](
+        {"encoder_inputs": np.array([[4, 5, 6]]), "decoder_inputs": np.array([[2, 7]])}
+    )
+    np.testing.assert_allclose(values, np.ravel(expected), atol=1e-5)
+
+
+def test_verify_export_reports_match_and_mismatch(exported):
+    model = exported["model"]
+    inputs = helpers.translation_inputs(14, 2, 7, 6, seed=3)
+    result = export.verify_export(exported["path"], model, inputs)
+    assert result["max_abs_diff"] <= 1e-5
+    assert result["token_agreement"] == 1.0
+    # A model with other weights must be reported as different.
+    other = helpers.character_model()[0]
+    other.set_weights([w + 0.5 for w in model.get_weights()])
+    mismatch = export.verify_export(exported["path"], other, inputs)
+    assert mismatch["max_abs_diff"] > 0.1
+    assert mismatch["token_agreement"] < 1.0
+
+
+def test_extra_signatures_are_exported(exported):
+    inputs = helpers.translation_inputs(14, 3, 5, 4, seed=4)
+    result = export.verify_export(
+        exported["path"], exported["next_token"], inputs, signature="next_token"
+    )
+    assert result["token_agreement"] == 1.0
+
+
+def test_functional_encoder_model_exports(tmp_path):
+    """Any functional model of the layers, not only `build_transformer`."""
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = ktl.PositionalEmbedding(20, 8)(ids)
+    x = ktl.TransformerEncoder(num_layers=1, num_heads=2, intermediate_dim=16)(x)
+    model = keras.Model(ids, keras.layers.Dense(3, name="scores")(x))
+    names = export.export_saved_model(model, tmp_path / "sm")
+    assert names == ["forward", "serving_default"]
+    inputs = {"ids": helpers.random_ids(20, 2, 6, seed=5, pad_tail=2)}
+    assert export.verify_export(tmp_path / "sm", model, inputs)["max_abs_diff"] <= 1e-5
+
+
+def _leftovers(folder):
+    return sorted(p for p in os.listdir(folder) if p.startswith(".ktl-export"))
+
+
+def test_existing_path_is_refused_and_untouched(tmp_path):
+    model = helpers.tiny_transformer(11)
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    small = keras.Model(ids, keras.layers.Embedding(5, 2)(ids))
+    target = tmp_path / "sm"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"`path` already exists.*overwrite=True.*Received: path='.*sm'"):
+        export.export_saved_model(model, target)
+    assert os.listdir(target) == ["keep.txt"]
+    tflite_target = tmp_path / "m.tflite"
+    tflite_target.write_bytes(b"old")
+    with pytest.raises(ValueError, match=r"`path` already exists.*m\.tflite"):
+        export.export_tflite(model, tflite_target)
+    assert tflite_target.read_bytes() == b"old"
+    # An empty folder is not "existing content".
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    export.export_saved_model(small, empty)
+    assert (empty / "saved_model.pb").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_unknown_quantization_is_refused(tmp_path):
+    model = helpers.tiny_transformer(11)
+    with pytest.raises(ValueError, match=r"`quantization` must be one of .*Received: quantization='int4'"):
+        export.export_tflite(model, tmp_path / "m.tflite", quantization="int4")
+    assert os.listdir(tmp_path) == []
+
+
+def test_model_without_inputs_is_refused(tmp_path):
+    class NoInputs(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"`model` must have inputs.*Received: model="):
+        export.export_saved_model(NoInputs(), tmp_path / "sm")
+    with pytest.raises(ValueError, match=r"`model` must be a `keras.Model`.*Received: model='x'"):
+        export.export_tflite("x", tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path):
+    model = helpers.tiny_transformer(11)
+
+    def broken(encoder_inputs):
+        raise RuntimeError("boom")
+
+    spec = [tf.TensorSpec([None, None], tf.int32, name="encoder_inputs")]
+    with pytest.raises(RuntimeError, match="boom"):
+        export.export_saved_model(model, tmp_path / "sm", extra_signatures={"broken": (broken, spec)})
+    assert os.listdir(tmp_path) == []
+
+
+def test_character_tokenizer_round_trip_and_config():
+    tokenizer = export.CharacterTokenizer("abc")
+    ids = tokenizer.tokenize(tf.constant(["cab", "a", "ax"]))
+    # 0 pad, 1 unknown, 2 start, 3 end, then a=4, b=5, c=6.
+    assert ids.numpy().tolist() == [[6, 4, 5], [4, 0, 0], [4, 1, 0]]
+    text = tokenizer.detokenize(tf.constant([[2, 6, 4, 3, 0], [5, 1, 5, 0, 0]]))
+    assert [s.decode() for s in text.numpy()] == ["ca", "bb"]
+    config = keras.saving.serialize_keras_object(tokenizer)
+    revived = keras.saving.deserialize_keras_object(config)
+    assert revived.characters == ["a", "b", "c"] and revived.vocabulary_size == 7
+    with pytest.raises(ValueError, match=r"`characters` must be .*Received: characters=\['a', 'a'\]"):
+        export.CharacterTokenizer("aa")
+
+
+def test_mixed_precision_model_is_refused_for_tflite(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    model = helpers.tiny_transformer(11)
+    with pytest.raises(ValueError, match=r"float32 dtype policy.*Received: model with dtype policies \['mixed_float16'\]"):
+        export.export_tflite(model, tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_pre_norm_transformer_exports_to_tflite(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = ktl.build_transformer(
+        11, 11, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16,
+        normalize_first=True,
+    )
+    report = export.export_tflite(
+        model, tmp_path / "m.tflite",
+        sample_inputs=helpers.translation_inputs(11, 2, 5, 4, seed=6),
+    )
+    assert report["max_abs_diff"] <= 1e-4
+    assert not [op for op in report["op_names"] if op.startswith("CUSTOM")]
