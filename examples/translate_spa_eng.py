@@ -17,13 +17,26 @@ accuracy on the test split (teacher forcing, padding excluded) and corpus BLEU
 of greedy translations of test sentences against all their reference
 translations in the corpus, on the tokenizer's word tokens.
 
-Measured here (2 shared CPU cores, TF 2.21, Keras 3.15.1) with the defaults:
-see MEASURED below, which the run prints as well.
+Measured with the defaults on the corpus above (sha256 0c4fd782...), on 2 CPU
+cores shared with other jobs, TF 2.21, Keras 3.15.1, seed 0:
 
-MEASURED (defaults: 2 layers, d_model 128, 4 heads, d_ff 512, dropout 0.1,
-vocabularies of 10,000 ids, pairs up to 20 tokens, batch 64, warm-up 2000,
-all 107,014 training pairs):
-    pending: fill in from the run's summary
+    settings: 2 layers, d_model 128, 4 heads, d_ff 512, dropout 0.1,
+              10,000-id word vocabularies per language, pairs up to 20 ids,
+              batch 64 (buckets 8/12/16), warm-up 2000 steps, 3 epochs over
+              all 107,014 training pairs (4,980 steps)
+    test token accuracy (teacher forcing, padding excluded): 0.7325
+    validation token accuracy after epochs 1/2/3: 0.624 / 0.708 / 0.734
+    corpus BLEU, greedy, 1,000 distinct test sentences, all their
+      reference translations, lowercased word tokens: 39.33
+    training time: 1,762 s; greedy decoding of the 1,000 sentences: 32 s
+
+    What's at stake?                        -> ¿ qué está en juego ?
+    I can't figure out how to solve this problem.
+                                            -> no puedo averiguar cómo resolver este problema .
+    I went to the hospital to see my wife.  -> fui al hospital a ver a mi esposa .
+
+The BLEU is multi-reference and on the tokenizer's lowercased tokens, so it is
+not comparable to SacreBLEU on cased, detokenized single-reference text.
 """
 
 import argparse

@@ -12,8 +12,12 @@ from keras_transformer_layers.layers.positional import PositionalEncoding
 from keras_transformer_layers.models.transformer import build_transformer
 from keras_transformer_layers.version import __version__
 
-# Subpackage, reachable as `keras_transformer_layers.decoding.TranslationGenerator`.
-from keras_transformer_layers import decoding  # noqa: E402,F401
+# Imported for their registrations, so that `keras.models.load_model` finds the
+# tokenizer, the schedule, the loss and the metric after `import
+# keras_transformer_layers` alone.
+from keras_transformer_layers import data  # noqa: F401, E402
+from keras_transformer_layers import training  # noqa: F401, E402
+from keras_transformer_layers import decoding  # noqa: F401, E402
 
 __all__ = [
     "AddNorm",

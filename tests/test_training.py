@@ -182,3 +182,46 @@ def test_bad_arguments():
         MaskedSparseCategoricalCrossentropy(from_logits="yes")
     with pytest.raises(ValueError, match=r"`padding_id`.*Received: padding_id=None"):
         MaskedAccuracy(padding_id=None)
+
+
+def test_keras_file_loads_in_a_fresh_process(tmp_path):
+    # A user loads with `import keras_transformer_layers` only: the schedule,
+    # loss, metric and tokenizer must be registered by that import.
+    import os
+    import subprocess
+    import sys
+
+    from keras_transformer_layers.data import TextTokenizer
+
+    keras.utils.set_random_seed(0)
+    strings = keras.Input(shape=(), dtype="string")
+    ids = TextTokenizer(vocabulary=list("abc"))(strings)
+    tokenizer_path = str(tmp_path / "tokenizer.keras")
+    keras.Model(strings, ids).save(tokenizer_path)
+    model = _tiny_model()
+    model.compile(
+        optimizer=transformer_adam(model_dim=8, warmup_steps=5),
+        loss=MaskedSparseCategoricalCrossentropy(),
+        metrics=[MaskedAccuracy()],
+    )
+    x, y = _batch()
+    model.fit(x, y, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    script = (
+        "import keras, keras_transformer_layers\n"
+        f"m = keras.models.load_model({path!r})\n"
+        "print(type(m.optimizer._learning_rate).__name__, type(m.loss).__name__)\n"
+        f"t = keras.models.load_model({tokenizer_path!r})\n"
+        "print(t(keras.ops.convert_to_tensor(['cab'])).numpy().tolist())\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "TransformerSchedule MaskedSparseCategoricalCrossentropy"
+    assert lines[-1] == "[[2, 6, 4, 5, 3]]"

@@ -179,3 +179,36 @@ class TransformerLayerBase(keras.layers.Layer):
             }
         )
         return config
+
+
+class TransformerStackBase(TransformerLayerBase):
+    """`num_layers` blocks of `block_class`, sharing the block arguments.
+
+    With `normalize_first=True` a final LayerNorm (`output_layer_norm`)
+    follows the last block, as pre-norm stacks need; post-norm stacks end
+    with the last block's Add & Norm.
+    """
+
+    block_class = None  # set by each subclass
+
+    def __init__(self, num_layers, num_heads, intermediate_dim, **kwargs):
+        _validation.check_positive_int("num_layers", num_layers)
+        super().__init__(num_heads, intermediate_dim, **kwargs)
+        self.num_layers = num_layers
+        self.blocks = [
+            self.block_class(**self._block_kwargs(), name=f"block_{index}")
+            for index in range(num_layers)
+        ]
+
+    def _build_blocks(self, inputs_shape, *other_shapes):
+        for block in self.blocks:
+            block.build(inputs_shape, *other_shapes)
+        self.output_layer_norm = None
+        if self.normalize_first:
+            self.output_layer_norm = self._make_layer_norm("output_layer_norm")
+            self.output_layer_norm.build(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_layers": self.num_layers})
+        return config

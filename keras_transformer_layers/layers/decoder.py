@@ -4,7 +4,9 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC, TransformerLayerBase
+from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC
+from keras_transformer_layers.layers._block import TransformerLayerBase
+from keras_transformer_layers.layers._block import TransformerStackBase
 
 
 def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
@@ -204,7 +206,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class TransformerDecoder(TransformerLayerBase):
+class TransformerDecoder(TransformerStackBase):
     """The decoder stack: `num_layers` identical `TransformerDecoderBlock`s.
 
     Section 3.1 of Vaswani et al. (2017): every block attends to the output of
@@ -255,22 +257,10 @@ class TransformerDecoder(TransformerLayerBase):
         Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
     """
 
-    def __init__(self, num_layers, num_heads, intermediate_dim, **kwargs):
-        _validation.check_positive_int("num_layers", num_layers)
-        super().__init__(num_heads, intermediate_dim, **kwargs)
-        self.num_layers = num_layers
-        self.blocks = [
-            TransformerDecoderBlock(**self._block_kwargs(), name=f"block_{index}")
-            for index in range(num_layers)
-        ]
+    block_class = TransformerDecoderBlock
 
     def build(self, decoder_inputs_shape, encoder_outputs_shape=None):
-        for block in self.blocks:
-            block.build(decoder_inputs_shape, encoder_outputs_shape)
-        self.output_layer_norm = None
-        if self.normalize_first:
-            self.output_layer_norm = self._make_layer_norm("output_layer_norm")
-            self.output_layer_norm.build(decoder_inputs_shape)
+        self._build_blocks(decoder_inputs_shape, encoder_outputs_shape)
 
     def call(
         self,
@@ -359,11 +349,6 @@ class TransformerDecoder(TransformerLayerBase):
         return output, keras.KerasTensor(
             self_attention_cache.shape, dtype=self_attention_cache.dtype
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_layers": self.num_layers})
-        return config
 
 
 TransformerDecoderBlock.__doc__ = TransformerDecoderBlock.__doc__.format(

@@ -3,7 +3,9 @@
 import keras
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC, TransformerLayerBase
+from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC
+from keras_transformer_layers.layers._block import TransformerLayerBase
+from keras_transformer_layers.layers._block import TransformerStackBase
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -63,7 +65,7 @@ class TransformerEncoderBlock(TransformerLayerBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class TransformerEncoder(TransformerLayerBase):
+class TransformerEncoder(TransformerStackBase):
     """The encoder stack: `num_layers` identical `TransformerEncoderBlock`s.
 
     Section 3.1 of Vaswani et al. (2017) (N = 6 in the base model). The padding
@@ -94,23 +96,11 @@ class TransformerEncoder(TransformerLayerBase):
         Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
     """
 
-    def __init__(self, num_layers, num_heads, intermediate_dim, **kwargs):
-        _validation.check_positive_int("num_layers", num_layers)
-        super().__init__(num_heads, intermediate_dim, **kwargs)
-        self.num_layers = num_layers
-        self.blocks = [
-            TransformerEncoderBlock(**self._block_kwargs(), name=f"block_{index}")
-            for index in range(num_layers)
-        ]
+    block_class = TransformerEncoderBlock
 
     def build(self, inputs_shape):
         _validation.check_rank("inputs", inputs_shape, 3, "(batch, seq_len, model_dim)")
-        for block in self.blocks:
-            block.build(inputs_shape)
-        self.output_layer_norm = None
-        if self.normalize_first:
-            self.output_layer_norm = self._make_layer_norm("output_layer_norm")
-            self.output_layer_norm.build(inputs_shape)
+        self._build_blocks(inputs_shape)
 
     def call(self, inputs, mask=None, training=None):
         x = inputs
@@ -122,11 +112,6 @@ class TransformerEncoder(TransformerLayerBase):
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_layers": self.num_layers})
-        return config
 
 
 TransformerEncoderBlock.__doc__ = TransformerEncoderBlock.__doc__.format(
