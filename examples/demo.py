@@ -152,9 +152,9 @@ def detokenize(target_tokenizer, ids):
 def cross_attention_scores(model, source_ids, decoder_ids):
     """Cross-attention weights of the last decoder block for one example.
 
-    Runs the layers of a `build_transformer` model one by one (at inference,
-    dropout off) and calls the last block's `cross_attention` with
-    `return_attention_scores=True` on the tensors it sees inside the model.
+    Runs the embeddings, the encoder and the decoder blocks of a
+    `build_transformer` model (at inference, dropout off) and asks the last
+    block for its attention weights with `return_attention_scores=True`.
 
     Args:
         model: a `build_transformer` model.
@@ -172,28 +172,13 @@ def cross_attention_scores(model, source_ids, decoder_ids):
     encoder_outputs = model.get_layer("encoder")(
         model.get_layer("encoder_embedding")(source_ids), mask=source_mask
     )
-    decoder = model.get_layer("decoder")
     x = model.get_layer("decoder_embedding")(decoder_ids)
-    for block in decoder.blocks[:-1]:
-        x = block(
-            x, encoder_outputs, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask
-        )
-    # The first two sublayers of the last block, as in `TransformerDecoderBlock.call`.
-    block = decoder.blocks[-1]
-    query = block._sublayer_input("self_attention", x)
-    query = block.self_attention(
-        query, query, query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
-    )
-    query = block._residual("self_attention", x, query, training=False)
-    query = block._sublayer_input("cross_attention", query)
-    _, scores = block.cross_attention(
-        query,
-        encoder_outputs,
-        query_mask=target_mask,
-        value_mask=source_mask,
-        return_attention_scores=True,
-    )
-    return keras.ops.convert_to_numpy(scores)[0]
+    masks = {"decoder_inputs_mask": target_mask, "encoder_outputs_mask": source_mask}
+    *first_blocks, last_block = model.get_layer("decoder").blocks
+    for block in first_blocks:
+        x = block(x, encoder_outputs, **masks)
+    _, scores = last_block(x, encoder_outputs, return_attention_scores=True, **masks)
+    return keras.ops.convert_to_numpy(scores["cross_attention"])[0]
 
 
 def draw_cross_attention(model, generator, source_tokenizer, target_tokenizer, text, path):

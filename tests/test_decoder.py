@@ -137,3 +137,43 @@ def test_rejects_bad_arguments():
         ktl.TransformerDecoder(num_layers=1, num_heads=-2, intermediate_dim=8)
     with pytest.raises(ValueError, match=r"`dropout`.*Received: dropout=1\.0"):
         ktl.TransformerDecoderBlock(num_heads=2, intermediate_dim=8, dropout=1.0)
+
+
+def test_block_returns_the_attention_scores_of_both_attentions():
+    block = ktl.TransformerDecoderBlock(**BLOCK_KWARGS)
+    target = np.random.normal(size=(2, 4, 8)).astype("float32")
+    source = np.random.normal(size=(2, 6, 8)).astype("float32")
+    target_mask = np.array([[True] * 4, [True, True, False, False]])
+    source_mask = np.array([[True] * 6, [True, True, True, False, False, False]])
+    block(target, source)
+    randomize(block)
+    output, scores = block(
+        target,
+        source,
+        decoder_inputs_mask=target_mask,
+        encoder_outputs_mask=source_mask,
+        return_attention_scores=True,
+    )
+    np.testing.assert_allclose(
+        np.asarray(output),
+        np.asarray(block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)),
+        atol=1e-6,
+    )
+    # The cross-attention weights are those of equation (1) on the block's own
+    # intermediate tensors: recompute them with the NumPy reference.
+    params = block_params(block)
+    for example in range(2):
+        y = target[example]
+        self_mask = ref.padding_to_attention_mask(target_mask[example], target_mask[example])
+        self_mask &= np.tril(np.ones((4, 4), bool))
+        attended, self_weights = ref.multi_head_attention(y, y, params["self_attention"], self_mask)
+        y = ref.layer_norm(y + attended, *params["self_attention_norm"], 1e-5)
+        cross_mask = ref.padding_to_attention_mask(target_mask[example], source_mask[example])
+        _, cross_weights = ref.multi_head_attention(y, source[example], params["cross_attention"], cross_mask)
+        np.testing.assert_allclose(np.asarray(scores["self_attention"])[example], self_weights, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(scores["cross_attention"])[example], cross_weights, atol=1e-5)
+    # The same structure in a functional call.
+    symbolic = block(keras.Input((None, 8)), keras.Input((None, 8)), return_attention_scores=True)
+    assert tuple(symbolic[1]["cross_attention"].shape) == (None, 2, None, None)
+    only_self = ktl.TransformerDecoderBlock(**BLOCK_KWARGS)(target, return_attention_scores=True)[1]
+    assert set(only_self) == {"self_attention"}

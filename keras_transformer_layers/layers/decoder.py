@@ -9,6 +9,17 @@ from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
 
+def _split_attention_outputs(outputs, with_scores, with_cache):
+    """`(output, scores, cache)` from what `MultiHeadAttention` returned; `None`s for the absent."""
+    if not (with_scores or with_cache):
+        return outputs, None, None
+    outputs = list(outputs)
+    output = outputs.pop(0)
+    scores = outputs.pop(0) if with_scores else None
+    cache = outputs.pop(0) if with_cache else None
+    return output, scores, cache
+
+
 def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
     _validation.check_rank(
         "encoder_outputs", encoder_outputs_shape, 3, "(batch, source_len, model_dim)"
@@ -66,11 +77,20 @@ class TransformerDecoderBlock(TransformerLayerBase):
             `compute_cross_attention_cache`; replaces the projection of
             `encoder_outputs` (which may then be omitted; pass its padding
             mask as `encoder_outputs_mask`). Defaults to `None`.
+        return_attention_scores: bool, also return the attention weights of
+            the block, e.g. to plot them with
+            `keras_transformer_layers.plotting.plot_attention_heads`.
+            Defaults to `False`.
         training: bool; enables dropout.
 
     Returns:
-        A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
-        `self_attention_cache`, a tuple `(outputs, updated_cache)`.
+        A tensor shaped like `decoder_inputs`, carrying its Keras mask. With
+        `return_attention_scores=True` and/or `self_attention_cache`, a tuple
+        `(outputs, scores, updated_cache)` holding only the requested parts,
+        in that order: `scores` is a dict with `"self_attention"`
+        `(batch, num_heads, target_len, key_len)` and, when the block has
+        cross-attention, `"cross_attention"`
+        `(batch, num_heads, target_len, source_len)`.
 
     Example:
 
@@ -126,6 +146,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self_attention_cache=None,
         self_attention_cache_update_index=None,
         cross_attention_cache=None,
+        return_attention_scores=False,
         training=None,
         mask=None,
     ):
@@ -133,6 +154,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
         self._check_call_form(encoder_outputs, cross_attention_cache)
+        scores = {}
         # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", decoder_inputs)
         x = self.self_attention(
@@ -143,10 +165,12 @@ class TransformerDecoderBlock(TransformerLayerBase):
             use_causal_mask=True,
             cache=self_attention_cache,
             cache_update_index=self_attention_cache_update_index,
+            return_attention_scores=return_attention_scores,
             training=training,
         )
-        if self_attention_cache is not None:
-            x, self_attention_cache = x
+        x, scores["self_attention"], self_attention_cache = _split_attention_outputs(
+            x, return_attention_scores, self_attention_cache is not None
+        )
         x = self._residual("self_attention", decoder_inputs, x, training)
         # Sublayer 2: attention over the encoder output, then Add & Norm.
         if self.cross_attention is not None:
@@ -158,19 +182,25 @@ class TransformerDecoderBlock(TransformerLayerBase):
                 query_mask=decoder_inputs_mask,
                 value_mask=encoder_outputs_mask,
                 cache=cross_attention_cache,
+                return_attention_scores=return_attention_scores,
                 training=training,
             )
-            if cross_attention_cache is not None:
-                x, _ = x  # precomputed keys and values come back unchanged
+            # Precomputed keys and values come back unchanged.
+            x, scores["cross_attention"], _ = _split_attention_outputs(
+                x, return_attention_scores, cross_attention_cache is not None
+            )
             x = self._residual("cross_attention", residual, x, training)
         # Sublayer 3: position-wise feed-forward, then Add & Norm.
         residual = x
         x = self._sublayer_input("feed_forward", x)
         x = self.feed_forward(x, training=training)
         x = self._residual("feed_forward", residual, x, training)
+        outputs = (x,)
+        if return_attention_scores:
+            outputs += (scores,)
         if self_attention_cache is not None:
-            return x, self_attention_cache
-        return x
+            outputs += (self_attention_cache,)
+        return outputs if len(outputs) > 1 else x
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """Keys and values of the cross-attention, computed once per source.
@@ -194,14 +224,38 @@ class TransformerDecoderBlock(TransformerLayerBase):
         return decoder_inputs_shape
 
     def compute_output_spec(
-        self, decoder_inputs, encoder_outputs=None, self_attention_cache=None, **kwargs
+        self,
+        decoder_inputs,
+        encoder_outputs=None,
+        self_attention_cache=None,
+        cross_attention_cache=None,
+        return_attention_scores=False,
+        **kwargs,
     ):
-        output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
-        if self_attention_cache is None:
-            return output
-        return output, keras.KerasTensor(
-            self_attention_cache.shape, dtype=self_attention_cache.dtype
-        )
+        outputs = (keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype),)
+        if return_attention_scores:
+            batch, target_len = decoder_inputs.shape[:2]
+            key_len = target_len if self_attention_cache is None else self_attention_cache.shape[2]
+            scores = {
+                "self_attention": keras.KerasTensor(
+                    (batch, self.num_heads, target_len, key_len), dtype=self.compute_dtype
+                )
+            }
+            if encoder_outputs is not None or cross_attention_cache is not None:
+                source_len = (
+                    encoder_outputs.shape[1]
+                    if encoder_outputs is not None
+                    else cross_attention_cache.shape[2]
+                )
+                scores["cross_attention"] = keras.KerasTensor(
+                    (batch, self.num_heads, target_len, source_len), dtype=self.compute_dtype
+                )
+            outputs += (scores,)
+        if self_attention_cache is not None:
+            outputs += (
+                keras.KerasTensor(self_attention_cache.shape, dtype=self_attention_cache.dtype),
+            )
+        return outputs if len(outputs) > 1 else outputs[0]
 
 
 
