@@ -1,7 +1,5 @@
 """A short end-to-end training on the dates task: data -> model -> recipe."""
 
-import importlib.util
-import pathlib
 import time
 
 import keras
@@ -15,19 +13,10 @@ from keras_transformer_layers.data import SyntheticTranslationConfig
 from keras_transformer_layers.data import TextTokenizer
 from keras_transformer_layers.data import build_vocabulary
 from keras_transformer_layers.data import make_translation_dataset
+from keras_transformer_layers.decoding import TranslationGenerator
 from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training import transformer_adam
-
-_GREEDY = pathlib.Path(__file__).resolve().parents[1] / "examples" / "greedy.py"
-
-
-def _greedy_translate():
-    spec = importlib.util.spec_from_file_location("examples_greedy", _GREEDY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.greedy_translate
-
 
 def _sources(source, target):
     return source
@@ -67,7 +56,7 @@ def test_short_dates_training_reaches_exact_match(tmp_path):
 
     pairs = list(builder.as_dataset(split="test", as_supervised=True).as_numpy_iterator())
     source_ids = source_tokenizer(tf.constant([s for s, _ in pairs])).numpy()
-    output_ids = _greedy_translate()(model, source_ids, max_length=12)
+    output_ids = TranslationGenerator(model, max_length=11).generate(source_ids)
     predictions = target_tokenizer.detokenize(output_ids).numpy()
     exact = np.mean([p == t for p, (_, t) in zip(predictions, pairs)])
     elapsed = time.monotonic() - start
