@@ -197,7 +197,7 @@ def test_rejects_rank_two_input():
 def test_rejects_attention_mask_of_wrong_shape():
     x = np.zeros((2, 3, 8), "float32")
     with pytest.raises(
-        ValueError, match=r"`attention_mask` must have shape .*\(batch, 3, 3\).*Received: attention_mask.shape=\(2, 3, 4\)"
+        ValueError, match=r"`attention_mask` must have shape .*\(2, 2, 3, 3\).*Received: attention_mask.shape=\(2, 3, 4\)"
     ):
         ktl.MultiHeadAttention(2, 4)(x, x, attention_mask=np.ones((2, 3, 4), bool))
     with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(2, 3\)"):

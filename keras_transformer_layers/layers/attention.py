@@ -9,34 +9,42 @@ from keras_transformer_layers import _validation
 from keras_transformer_layers.layers._initializers import clone_initializer
 from keras_transformer_layers.layers import masks
 
-# Masked scores are filled before the float32 softmax. A finite fill keeps a
-# row whose keys are all masked free of NaN; those rows are zeroed afterwards.
-_MASKED_SCORE = -1e9
+# Masked scores are filled before the float32 softmax. The lowest float32
+# magnitude that cannot overflow when the softmax subtracts the row maximum
+# keeps every masked key below every real one, however large the logits; a
+# row whose keys are all masked stays free of NaN and is zeroed afterwards.
+_MASKED_SCORE = -3.0e38
 
 
 def attention_weights(query, key, mask=None):
     """`softmax(Q K^T / sqrt(d_k))` per head, with a boolean mask.
 
     The weights of equation (1) of Vaswani et al. (2017); the caller applies
-    them to the values. The softmax runs in float32 and the weights of masked
-    keys are exactly zero, so a query row whose keys are all masked attends to
-    nothing: its weights, and so its output, are zero.
+    them to the values. The logits and the softmax are computed in float32
+    under every dtype policy: a logit is a product of two activations, so in
+    float16 it passes 65504 (and becomes inf, then NaN) once `|q|` and `|k|`
+    reach a few hundred, far below the range of the activations themselves.
+    The weights of masked keys are exactly zero, so a query row whose keys
+    are all masked attends to nothing: its weights, and so its output, are
+    zero.
 
     Args:
         query: tensor of shape `(batch, query_len, heads, key_dim)`.
         key: tensor of shape `(batch, key_len, heads, key_dim)`.
         mask: optional boolean tensor broadcastable to
-            `(batch, query_len, key_len)`, True where a query may attend.
+            `(batch, heads, query_len, key_len)`, True where a query may
+            attend.
 
     Returns:
         A float32 tensor of shape `(batch, heads, query_len, key_len)`.
     """
-    query = query * ops.cast(1.0 / math.sqrt(query.shape[-1]), query.dtype)
-    scores = ops.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, q, k)
-    scores = ops.cast(scores, "float32")
+    # Scaling the query first keeps the products at the size of the logits.
+    query = ops.cast(query, "float32") * (1.0 / math.sqrt(query.shape[-1]))
+    scores = ops.einsum(
+        "bqhd,bkhd->bhqk", query, ops.cast(key, "float32")
+    )  # (batch, heads, q, k)
     if mask is None:
         return ops.softmax(scores, axis=-1)
-    mask = ops.expand_dims(mask, 1)  # (batch, 1, q, k)
     weights = ops.softmax(ops.where(mask, scores, _MASKED_SCORE), axis=-1)
     return ops.where(mask, weights, 0.0)
 
@@ -63,7 +71,9 @@ class MultiHeadAttention(keras.layers.Layer):
     softmax runs in float32 under every dtype policy, and a query row whose
     keys are all masked gets all-zero weights: its attention output is zero
     before the output projection (so the layer returns the output bias), in
-    every dtype, with or without dropout, and without NaN.
+    every dtype, with or without dropout, and without NaN. The logits
+    `Q K^T / sqrt(key_dim)` are computed in float32 too, so they cannot
+    overflow under `mixed_float16`.
 
     Args:
         num_heads: positive int, `h` in the paper.
@@ -84,8 +94,14 @@ class MultiHeadAttention(keras.layers.Layer):
         value: tensor of shape `(batch, key_len, value_dim_in)`.
         key: optional tensor of shape `(batch, key_len, key_dim_in)`; defaults
             to `value`.
-        attention_mask: optional boolean tensor of shape
-            `(batch, query_len, key_len)`, True where a query may attend.
+        attention_mask: optional boolean tensor, True where a query may
+            attend, of shape `(batch, query_len, key_len)`, or any shape
+            `keras.layers.MultiHeadAttention` accepts:
+            `(query_len, key_len)`, `(batch, query_len, key_len)` or
+            `(batch, num_heads, query_len, key_len)`, where any dimension may
+            be 1, e.g. `(batch, 1, key_len)` or `(1, key_len)`. With a
+            `cache`, `key_len` is the cache length. It is combined (logical
+            AND) with the padding and causal masks.
         return_attention_scores: bool, also return the attention weights.
             Defaults to `False`.
         training: bool, enables dropout.
@@ -114,6 +130,12 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout), in eager and functional calls alike. With a `cache`, the
         (updated) cache is appended: `(output, cache)` or
         `(output, scores, cache)`.
+
+    Raises:
+        ValueError: at call (or trace) time, if `attention_mask` has a
+            statically known shape that does not broadcast to the scores
+            (rank other than 2, 3 or 4, or a dimension that is neither 1 nor
+            its size).
 
     Example:
 
@@ -196,16 +218,30 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads, value_dim))
 
     def _check_attention_mask(self, attention_mask, query, key):
-        expected = (query.shape[1], key.shape[1])
+        """Checks the mask against the shapes `keras.layers.MultiHeadAttention` accepts.
+
+        Keras inserts the missing axes before `query_len`: a rank-2 mask is
+        `(query_len, key_len)`, rank 3 `(batch, query_len, key_len)`, rank 4
+        `(batch, num_heads, query_len, key_len)`; each dimension is 1 or the
+        full size, so the mask broadcasts to the scores.
+        """
+        batch, query_len, key_len = query.shape[0], query.shape[1], key.shape[1]
+        expected = {
+            2: (query_len, key_len),
+            3: (batch, query_len, key_len),
+            4: (batch, self.num_heads, query_len, key_len),
+        }
         shape = tuple(attention_mask.shape)
-        matches = len(shape) == 3 and all(
-            got is None or want is None or got == want
-            for got, want in zip(shape[1:], expected)
+        matches = len(shape) in expected and all(
+            got is None or want is None or got in (1, want)
+            for got, want in zip(shape, expected[len(shape)])
         )
         if not matches:
             raise ValueError(
-                "`attention_mask` must have shape (batch, query_len, key_len) = "
-                f"(batch, {expected[0]}, {expected[1]}). "
+                "`attention_mask` must have shape (query_len, key_len), "
+                "(batch, query_len, key_len) or "
+                "(batch, num_heads, query_len, key_len) = "
+                f"{expected[4]}, where any dimension may be 1. "
                 f"Received: attention_mask.shape={shape}"
             )
 
@@ -306,9 +342,14 @@ class MultiHeadAttention(keras.layers.Layer):
         training, cache,
     ):
         """Equation (1) on projected heads, then the output projection."""
+        if mask is not None:
+            mask = ops.expand_dims(mask, 1)  # (batch, 1, query_len, key_len)
         if attention_mask is not None:
             self._check_attention_mask(attention_mask, query, key)
-            mask = masks.merge_masks(mask, attention_mask)
+            # As Keras does: missing leading axes go before query_len.
+            for _ in range(4 - len(attention_mask.shape)):
+                attention_mask = ops.expand_dims(attention_mask, -3)
+            mask = masks.merge_masks(mask, attention_mask)  # (batch, heads, q, k)
         weights = attention_weights(query, key, mask)
         weights = ops.cast(weights, self.compute_dtype)  # (batch, heads, q, k)
         attended = ops.einsum(

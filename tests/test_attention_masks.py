@@ -1,0 +1,178 @@
+"""`attention_mask` shapes: every shape Keras MHA accepts, and nothing else."""
+
+import functools
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_transformer_layers as ktl
+from tests.layer_weights import randomize
+
+# Batch, heads, query length and key length all differ, so a mask axis that
+# lined up with the wrong scores axis could not go unnoticed.
+BATCH, HEADS, QUERY_LEN, KEY_LEN = 3, 2, 4, 5
+SIZES = {"B": BATCH, "N": HEADS, "T": QUERY_LEN, "S": KEY_LEN, "1": 1}
+
+# Every shape `keras.layers.MultiHeadAttention` (Keras 3.15) accepts: Keras
+# inserts the missing axes before the query axis, so rank 2 is (query, key),
+# rank 3 (batch, query, key), rank 4 (batch, heads, query, key), and each
+# dimension is 1 or the full size.
+ACCEPTED = [
+    "TS", "1S", "T1", "11",
+    "BTS", "B1S", "1TS", "BT1", "11S", "1T1", "B11", "111",
+    "BNTS", "B1TS", "1NTS", "BN1S", "BNT1", "11TS", "1N1S", "111S", "1111",
+]
+REJECTED = [
+    "S", "1", "",  # rank 0 and 1: Keras fails on them too
+    "ST", "TT", "BS", "NS", "2S",  # a dimension that is neither 1 nor its size
+    "BST", "BTT", "2TS", "NTS", "BT3",
+    "BBTS", "NBTS", "B3TS", "BNTT",
+    "1BNTS", "BNTS1",  # rank 5
+]
+
+
+def _shape(code, key_len=KEY_LEN):
+    sizes = dict(SIZES, S=key_len)
+    return tuple(sizes[c] if c in sizes else int(c) for c in code)
+
+
+def _random_mask(shape, rng):
+    return rng.random(shape) > 0.4
+
+
+def _copied_pair(query, value):
+    theirs = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=3)
+    ours = ktl.MultiHeadAttention(num_heads=HEADS, key_dim=3)
+    theirs(query, value)
+    ours(query, value)
+    randomize(theirs)
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("context", ["cross", "cross_padded", "self_causal_padded"])
+@pytest.mark.parametrize("code", ACCEPTED)
+def test_every_mask_shape_keras_accepts_gives_the_keras_result(code, context):
+    """Ours against Keras MHA with copied weights: the mask alone, with padding
+    masks from `Embedding(mask_zero=True)` on both sides, and with padding and
+    the causal mask in self-attention (there also inside `tf.function`)."""
+    rng = np.random.default_rng(0)
+    padded = context.endswith("padded")
+    self_attention = context.startswith("self")
+    key_len = QUERY_LEN if self_attention else KEY_LEN
+    query_ids = rng.integers(1, 20, (BATCH, QUERY_LEN))
+    key_ids = query_ids if self_attention else rng.integers(1, 20, (BATCH, key_len))
+    if padded:  # trailing padding of different lengths; the last row is unpadded
+        query_ids = np.where(np.arange(QUERY_LEN) < np.array([[2], [3], [QUERY_LEN]]), query_ids, 0)
+        key_ids = query_ids if self_attention else np.where(
+            np.arange(key_len) < np.array([[3], [1], [key_len]]), key_ids, 0
+        )
+    mask = _random_mask(_shape(code, key_len), rng)
+    # Embedding(mask_zero=True) attaches the padding masks; `plain` gives the
+    # same vectors without them.
+    embedding = keras.layers.Embedding(20, 8, mask_zero=padded)
+    plain = keras.layers.Embedding(20, 8)
+    for layer in (embedding, plain):
+        layer.build((None, None))
+    randomize(embedding, scale=1.0)
+    plain.set_weights(embedding.get_weights())
+    ours, theirs = _copied_pair(plain(query_ids), plain(key_ids))
+    causal = context == "self_causal_padded"
+
+    def run(layer, scores, attention_mask=mask, embed=embedding):
+        # A fresh embedding per call: Keras MHA deletes the masks of its inputs.
+        return layer(
+            embed(query_ids), embed(key_ids), attention_mask=attention_mask,
+            use_causal_mask=causal, return_attention_scores=scores,
+        )
+
+    if padded and len(code) == 4:
+        # Keras ANDs a rank-4 mask with its (batch, q, k) padding mask by right
+        # alignment, batch against heads, and fails. Reference: Keras given
+        # the combined mask spelt out, on unmasked inputs.
+        combined = (
+            np.broadcast_to(mask, (BATCH, HEADS, QUERY_LEN, key_len))
+            & (query_ids != 0)[:, None, :, None]
+            & (key_ids != 0)[:, None, None, :]
+        )
+        reference = functools.partial(run, attention_mask=combined, embed=plain)
+    else:
+        reference = run
+    # Keras' unfused path (scores requested) zeroes rows with no visible key,
+    # as ours does, so the outputs and weights agree everywhere.
+    out_theirs, scores_theirs = reference(theirs, True)
+    for call in (run, tf.function(run)) if causal else (run,):
+        out_ours, scores_ours = call(ours, True)
+        np.testing.assert_allclose(np.asarray(out_ours), np.asarray(out_theirs), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(scores_ours), np.asarray(scores_theirs), atol=1e-6)
+    # Keras' fused path (no scores) gives rows with no visible key the mean
+    # of the values; ours keeps them at zero. Compare the other rows.
+    visible = np.asarray(scores_theirs).sum(-1).min(1) > 0.5  # (batch, query)
+    assert visible.any()
+    np.testing.assert_allclose(
+        np.asarray(run(ours, False))[visible], np.asarray(reference(theirs, False))[visible],
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("code", REJECTED)
+def test_other_mask_shapes_are_a_value_error_naming_the_mask(code):
+    query = np.random.rand(BATCH, QUERY_LEN, 8).astype("float32")
+    value = np.random.rand(BATCH, KEY_LEN, 8).astype("float32")
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    mask = np.ones(_shape(code), bool)
+    match = r"`attention_mask` must have shape .*" + re.escape(
+        f"Received: attention_mask.shape={tuple(mask.shape)!r}"
+    )
+    with pytest.raises(ValueError, match=match):
+        layer(query, value, attention_mask=mask)
+    with pytest.raises(ValueError, match="attention_mask"):
+        tf.function(lambda q, v, m: layer(q, v, attention_mask=m))(query, value, mask)
+
+
+def test_mask_shapes_are_checked_when_traced_with_unknown_batch():
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    spec = tf.TensorSpec((None, QUERY_LEN, 8), tf.float32)
+
+    def trace(mask_shape):
+        return tf.function(
+            lambda x, m: layer(x, x, attention_mask=m),
+            input_signature=[spec, tf.TensorSpec(mask_shape, tf.bool)],
+        ).get_concrete_function()
+
+    trace((None, 1, QUERY_LEN))
+    trace((QUERY_LEN, None))
+    with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(None, 3, 4\)"):
+        trace((None, 3, QUERY_LEN))
+
+
+def test_mask_with_a_cache_spans_the_cache_length():
+    # With a self-attention cache the keys are the cache's `max_length`
+    # positions; the mask broadcasts against them like any key axis. Each
+    # step must equal the full causal computation under the same mask.
+    rng = np.random.default_rng(2)
+    max_length = 6
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    x = rng.random((BATCH, max_length, 8)).astype("float32")
+    layer(x, x)
+    randomize(layer)
+    for code in ("1S", "BTS", "B1S", "BNTS", "11S"):
+        full_mask = _random_mask(_shape(code.replace("T", "S"), max_length), rng)
+        full_mask[..., 0] = True  # every query sees at least the first key
+        expected = np.asarray(
+            layer(x, x, attention_mask=full_mask, use_causal_mask=True)
+        )
+        cache = np.zeros((BATCH, 2, max_length, HEADS, 3), "float32")
+        for step in range(max_length):
+            step_mask = full_mask[..., step : step + 1, :] if "T" in code else full_mask
+            output, cache = layer(
+                x[:, step : step + 1], x[:, step : step + 1], attention_mask=step_mask,
+                use_causal_mask=True, cache=cache, cache_update_index=step,
+            )
+            np.testing.assert_allclose(np.asarray(output)[:, 0], expected[:, step], atol=1e-5)
+    with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(3, 1, 5\)"):
+        layer(x[:, :1], x[:, :1], attention_mask=np.ones((BATCH, 1, 5), bool),
+              cache=cache, cache_update_index=0)
