@@ -225,3 +225,37 @@ def test_keras_file_loads_in_a_fresh_process(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[-2] == "TransformerSchedule MaskedSparseCategoricalCrossentropy"
     assert lines[-1] == "[[2, 6, 4, 5, 3]]"
+
+
+def test_adam_refuses_float16_variables_whose_epsilon_underflows():
+    # Under the pure float16 policy Adam's epsilon=1e-9 is 0 in float16 and the
+    # loss was NaN after one step; now the first fit is a clear error.
+    keras.config.set_dtype_policy("float16")
+    try:
+        model = _tiny_model()
+        model.compile(optimizer=transformer_adam(8, warmup_steps=5),
+                      loss=MaskedSparseCategoricalCrossentropy())
+        with pytest.raises(
+            ValueError,
+            match=r"`transformer_adam` cannot train float16 variables.*epsilon=1e-09.*"
+            r"Received: 3 float16 variables, e\.g\. \['embedding",
+        ):
+            model.fit(*_batch(), verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    # The same model with float16 layers under the float32 global policy.
+    with pytest.raises(ValueError, match="cannot train float16 variables"):
+        transformer_adam(8).build([keras.Variable(np.zeros(3), dtype="float16")])
+
+
+def test_adam_trains_under_mixed_float16_with_finite_loss():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _tiny_model()
+        model.compile(optimizer=transformer_adam(8, warmup_steps=5),
+                      loss=MaskedSparseCategoricalCrossentropy())
+        history = model.fit(*_batch(), batch_size=4, epochs=3, verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]

@@ -53,6 +53,34 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"model_dim": self.model_dim, "warmup_steps": self.warmup_steps}
 
 
+@keras.saving.register_keras_serializable(package="keras_transformer_layers")
+class TransformerAdam(keras.optimizers.Adam):
+    """`keras.optimizers.Adam` that refuses to train float16 variables.
+
+    The paper's `epsilon=1e-9` is 0 in float16, and so is the square of any
+    gradient below about 2.4e-4, so the first update divides by zero and the
+    loss turns NaN. Under the `"mixed_float16"` policy the variables are
+    float32 and nothing underflows; `transformer_adam` returns this class.
+
+    Raises:
+        ValueError: when built on float16 variables (the pure `"float16"`
+            dtype policy, or layers created with `dtype="float16"`).
+    """
+
+    def build(self, var_list):
+        float16 = [variable.path for variable in var_list if variable.dtype == "float16"]
+        if float16:
+            raise ValueError(
+                "`transformer_adam` cannot train float16 variables: Adam's "
+                f"epsilon={self.epsilon!r} and squared gradients below ~2.4e-4 "
+                "underflow to 0 in float16, which makes the loss NaN after one "
+                "step. Use the 'mixed_float16' dtype policy (float16 compute, "
+                "float32 variables) instead of 'float16'. Received: "
+                f"{len(float16)} float16 variables, e.g. {float16[:3]!r}"
+            )
+        super().build(var_list)
+
+
 def transformer_adam(model_dim, warmup_steps=4000):
     """Returns the paper's optimizer: Adam with `TransformerSchedule`.
 
@@ -64,7 +92,9 @@ def transformer_adam(model_dim, warmup_steps=4000):
         warmup_steps: positive int, warm-up steps. Defaults to `4000`.
 
     Returns:
-        A `keras.optimizers.Adam`.
+        A `keras.optimizers.Adam` (a `TransformerAdam`, which raises a
+        `ValueError` when asked to train float16 variables: use the
+        `"mixed_float16"` policy, not `"float16"`).
 
     Example:
 
@@ -74,7 +104,7 @@ def transformer_adam(model_dim, warmup_steps=4000):
                   metrics=[MaskedAccuracy()])
     ```
     """
-    return keras.optimizers.Adam(
+    return TransformerAdam(
         learning_rate=TransformerSchedule(model_dim, warmup_steps),
         beta_1=0.9,
         beta_2=0.98,
