@@ -32,6 +32,7 @@ LayerNorm and the loss are not counted.
 Usage:
     python benchmarks/train.py                # the issue's config, both jit modes
     python benchmarks/train.py --rounds 4 --models ours reference --jit on
+    python benchmarks/train.py --dtype-policy mixed_float16 --models ours --jit off
 """
 
 import argparse
@@ -258,7 +259,7 @@ def memory_probe(name, cfg, jit, warmup):
 def probe_in_subprocess(name, jit, args):
     command = [sys.executable, os.path.abspath(__file__), "--probe-memory", name,
                "--jit", "on" if jit else "off", "--batch", str(args.batch),
-               "--length", str(args.length)]
+               "--length", str(args.length), "--dtype-policy", args.dtype_policy]
     out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -274,7 +275,11 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS probes")
     parser.add_argument("--probe-memory", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--dtype-policy", default="float32",
+                        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        help="global Keras dtype policy of the models (the logits stay float32)")
     args = parser.parse_args(argv)
+    keras.config.set_dtype_policy(args.dtype_policy)
     cfg = {
         "vocab": 8000, "model_dim": 256, "num_heads": 8, "intermediate_dim": 1024,
         "num_layers": 2, "batch": args.batch, "source_len": args.length,
@@ -293,7 +298,8 @@ def main(argv=None):
     flops = model_flops_per_step(cfg)
     print(f"float32 matmul peak: {peak_wall:.1f} GFLOP/s wall, {peak_cpu:.1f} GFLOP per "
           f"CPU-second; model FLOPs/step: {flops / 1e9:.1f} GFLOP; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; config: {cfg}", flush=True)
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; dtype policy "
+          f"{args.dtype_policy}; config: {cfg}", flush=True)
     tokens = cfg["batch"] * (cfg["source_len"] + cfg["target_len"])
     results = []
     for jit in args.jit:

@@ -176,3 +176,65 @@ def test_mask_with_a_cache_spans_the_cache_length():
     with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(3, 1, 5\)"):
         layer(x[:, :1], x[:, :1], attention_mask=np.ones((BATCH, 1, 5), bool),
               cache=cache, cache_update_index=0)
+
+
+@pytest.mark.parametrize("shape", [(BATCH, KEY_LEN), (1, KEY_LEN), (BATCH, 1), (1, 1)])
+def test_padding_masks_broadcast_as_in_keras(shape):
+    # Keras MHA takes `value_mask`/`key_mask` as given (its `query_mask`
+    # comes from the query's Keras mask), so compare those; the query mask is
+    # compared with the same padding spelt out as an attention mask.
+    rng = np.random.default_rng(3)
+    query = rng.random((BATCH, QUERY_LEN, 8)).astype("float32")
+    value = rng.random((BATCH, KEY_LEN, 8)).astype("float32")
+    ours, theirs = _copied_pair(query, value)
+    padding = _random_mask(shape, rng)
+    padding[..., 0] = True
+    for name in ("value_mask", "key_mask"):
+        out_ours, scores_ours = ours(query, value, return_attention_scores=True, **{name: padding})
+        out_theirs, scores_theirs = theirs(query, value, value, return_attention_scores=True,
+                                           **{name: padding})
+        np.testing.assert_allclose(np.asarray(scores_ours), np.asarray(scores_theirs), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(out_ours), np.asarray(out_theirs), atol=1e-5)
+    query_padding = _random_mask(tuple(QUERY_LEN if d == KEY_LEN else d for d in shape), rng)
+    out_ours = ours(query, value, query_mask=query_padding)
+    spelt_out = np.broadcast_to(query_padding[:, :, None], (BATCH, QUERY_LEN, KEY_LEN))
+    # With scores requested Keras zeroes fully masked rows, as ours does.
+    out_theirs, _ = theirs(query, value, attention_mask=spelt_out, return_attention_scores=True)
+    np.testing.assert_allclose(np.asarray(out_ours), np.asarray(out_theirs), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("query_mask", (BATCH, QUERY_LEN + 1)),
+        ("query_mask", (QUERY_LEN,)),
+        ("value_mask", (BATCH, QUERY_LEN)),
+        ("value_mask", (2, KEY_LEN)),
+        ("key_mask", (BATCH, KEY_LEN, 1)),
+    ],
+)
+def test_padding_masks_of_other_shapes_are_a_value_error(name, shape):
+    query = np.random.rand(BATCH, QUERY_LEN, 8).astype("float32")
+    value = np.random.rand(BATCH, KEY_LEN, 8).astype("float32")
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    mask = np.ones(shape, bool)
+    match = rf"`{name}` must have shape \(batch, seq_len\) = .*" + re.escape(
+        f"Received: {name}.shape={shape!r}"
+    )
+    with pytest.raises(ValueError, match=match):
+        layer(query, value, **{name: mask})
+    with pytest.raises(ValueError, match=match):
+        tf.function(lambda q, v, m: layer(q, v, **{name: m}))(query, value, mask)
+
+
+def test_padding_mask_with_a_cache_may_broadcast_over_the_new_positions():
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    x = np.random.rand(BATCH, 2, 8).astype("float32")
+    layer(x, x)
+    cache = np.zeros((BATCH, 2, 4, HEADS, 3), "float32")
+    padding = np.array([[True], [False], [True]])  # (batch, 1): both new positions
+    output, _ = layer(x, x, value_mask=padding, cache=cache, cache_update_index=0)
+    expected, _ = layer(
+        x, x, value_mask=np.repeat(padding, 2, axis=1), cache=cache, cache_update_index=0
+    )
+    np.testing.assert_allclose(np.asarray(output), np.asarray(expected), atol=1e-6)

@@ -94,6 +94,13 @@ class MultiHeadAttention(keras.layers.Layer):
         value: tensor of shape `(batch, key_len, value_dim_in)`.
         key: optional tensor of shape `(batch, key_len, key_dim_in)`; defaults
             to `value`.
+        query_mask: optional boolean padding mask `(batch, query_len)`, True
+            for real tokens; Keras fills it from the mask of `query`.
+        value_mask: optional boolean padding mask `(batch, key_len)`; Keras
+            fills it from the mask of `value`. With a cache and
+            `cache_update_index`, it covers the new positions only.
+        key_mask: optional boolean padding mask `(batch, key_len)`, like
+            `value_mask`. In each padding mask any dimension may be 1.
         attention_mask: optional boolean tensor, True where a query may
             attend, of shape `(batch, query_len, key_len)`, or any shape
             `keras.layers.MultiHeadAttention` accepts:
@@ -132,10 +139,9 @@ class MultiHeadAttention(keras.layers.Layer):
         `(output, scores, cache)`.
 
     Raises:
-        ValueError: at call (or trace) time, if `attention_mask` has a
-            statically known shape that does not broadcast to the scores
-            (rank other than 2, 3 or 4, or a dimension that is neither 1 nor
-            its size).
+        ValueError: at call (or trace) time, if `attention_mask` or a padding
+            mask has a statically known shape other than those above (wrong
+            rank, or a dimension that is neither 1 nor its size).
 
     Example:
 
@@ -261,6 +267,9 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
     ):
         key = value if key is None else key
+        self._check_padding_masks(
+            query, value, key, query_mask, value_mask, key_mask, cache, cache_update_index
+        )
         query_len = ops.shape(query)[1]
         if cache is None:
             projected_key = self.key_dense(key)  # (batch, key_len, heads, key_dim)
@@ -287,8 +296,8 @@ class MultiHeadAttention(keras.layers.Layer):
             key_len, query_start = ops.shape(cache)[2], cache_update_index
             mask = self._padding_mask(
                 query_mask,
-                self._cached_key_mask(value_mask, key_len, cache_update_index),
-                self._cached_key_mask(key_mask, key_len, cache_update_index),
+                self._cached_key_mask(value_mask, value, key_len, cache_update_index),
+                self._cached_key_mask(key_mask, key, key_len, cache_update_index),
             )
             if not use_causal_mask:  # the causal mask below covers this
                 written = ops.arange(key_len) < cache_update_index + query_len
@@ -314,7 +323,30 @@ class MultiHeadAttention(keras.layers.Layer):
             masks.attention_mask_from_padding(None, key_mask),
         )  # broadcastable to (batch, query_len, key_len), or None
 
-    def _cached_key_mask(self, new_mask, cache_len, cache_update_index):
+    def _check_padding_masks(
+        self, query, value, key, query_mask, value_mask, key_mask, cache, cache_update_index
+    ):
+        """Padding masks are `(batch, seq_len)`, any dimension 1, as in Keras MHA."""
+        precomputed = cache is not None and cache_update_index is None
+        for name, mask, seq_len in (
+            ("query_mask", query_mask, query.shape[1]),
+            ("value_mask", value_mask, cache.shape[2] if precomputed else value.shape[1]),
+            ("key_mask", key_mask, cache.shape[2] if precomputed else key.shape[1]),
+        ):
+            if mask is None:
+                continue
+            expected = (query.shape[0], seq_len)
+            shape = tuple(mask.shape)
+            if len(shape) != 2 or not all(
+                got is None or want is None or got in (1, want)
+                for got, want in zip(shape, expected)
+            ):
+                raise ValueError(
+                    f"`{name}` must have shape (batch, seq_len) = {expected}, "
+                    f"where any dimension may be 1. Received: {name}.shape={shape}"
+                )
+
+    def _cached_key_mask(self, new_mask, new_keys, cache_len, cache_update_index):
         """Padding mask of the new keys placed at their cache positions.
 
         The cache holds projections only, so positions written by earlier
@@ -322,10 +354,12 @@ class MultiHeadAttention(keras.layers.Layer):
         """
         if new_mask is None:
             return None
-        full = ops.ones((ops.shape(new_mask)[0], cache_len), "bool")
-        return ops.slice_update(
-            full, (0, cache_update_index), ops.cast(new_mask, "bool")
-        )  # (batch, max_length)
+        batch = ops.shape(new_mask)[0]
+        new_mask = ops.broadcast_to(
+            ops.cast(new_mask, "bool"), (batch, ops.shape(new_keys)[1])
+        )  # (batch or 1, new_len)
+        full = ops.ones((batch, cache_len), "bool")
+        return ops.slice_update(full, (0, cache_update_index), new_mask)  # (., max_length)
 
     def _check_cache(self, cache):
         value_dim = self.value_dim or self.key_dim
