@@ -58,7 +58,7 @@ class TransformerAdam(keras.optimizers.Adam):
     """`keras.optimizers.Adam` that refuses to train float16 variables.
 
     The paper's `epsilon=1e-9` is 0 in float16, and so is the square of any
-    gradient below about 2.4e-4, so the first update divides by zero and the
+    gradient below about 1.7e-4, so the first update divides by zero and the
     loss turns NaN. Under the `"mixed_float16"` policy the variables are
     float32 and nothing underflows; `transformer_adam` returns this class.
 
@@ -72,7 +72,7 @@ class TransformerAdam(keras.optimizers.Adam):
         if float16:
             raise ValueError(
                 "`transformer_adam` cannot train float16 variables: Adam's "
-                f"epsilon={self.epsilon!r} and squared gradients below ~2.4e-4 "
+                f"epsilon={self.epsilon!r} and the squares of gradients below ~1.7e-4 "
                 "underflow to 0 in float16, which makes the loss NaN after one "
                 "step. Use the 'mixed_float16' dtype policy (float16 compute, "
                 "float32 variables) instead of 'float16'. Received: "
