@@ -9,10 +9,10 @@ from keras_transformer_layers import _validation
 from keras_transformer_layers.layers._initializers import clone_initializer
 from keras_transformer_layers.layers import masks
 
-# Masked scores are filled before the float32 softmax. The lowest float32
-# magnitude that cannot overflow when the softmax subtracts the row maximum
-# keeps every masked key below every real one, however large the logits; a
-# row whose keys are all masked stays free of NaN and is zeroed afterwards.
+# Masked scores are filled before the float32 softmax. A fill near the lowest
+# float32 value keeps every masked key below every real one, however large the
+# logits (-1e9 did not: real logits can be lower); being finite, it keeps a row
+# whose keys are all masked free of NaN. Such rows are zeroed afterwards.
 _MASKED_SCORE = -3.0e38
 
 
