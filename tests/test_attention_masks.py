@@ -238,3 +238,23 @@ def test_padding_mask_with_a_cache_may_broadcast_over_the_new_positions():
         x, x, value_mask=np.repeat(padding, 2, axis=1), cache=cache, cache_update_index=0
     )
     np.testing.assert_allclose(np.asarray(output), np.asarray(expected), atol=1e-6)
+
+
+def test_broadcast_masks_under_xla_match_eager():
+    rng = np.random.default_rng(4)
+    query = rng.random((BATCH, QUERY_LEN, 8)).astype("float32")
+    value = rng.random((BATCH, KEY_LEN, 8)).astype("float32")
+    layer = ktl.MultiHeadAttention(HEADS, 3)
+    layer(query, value)
+    randomize(layer)
+    compiled = tf.function(
+        lambda q, v, m: layer(q, v, attention_mask=m, return_attention_scores=True),
+        jit_compile=True,
+    )
+    for code in ("1S", "B1S", "BNTS"):
+        mask = _random_mask(_shape(code), rng)
+        for got, want in zip(
+            compiled(query, value, mask),
+            layer(query, value, attention_mask=mask, return_attention_scores=True),
+        ):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
