@@ -326,6 +326,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"peak_gflops_wall": peak_wall, "peak_gflops_per_cpu_s": peak_cpu,
+                       "dtype_policy": args.dtype_policy,
                        "config": cfg, "results": results}, fh, indent=1)
 
 
