@@ -33,6 +33,25 @@ def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
         )
 
 
+def _check_decoder_call(
+    layer, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+):
+    """Dtypes and static shapes of the call arguments of a decoder block or stack."""
+    layer._check_sequence("decoder_inputs", decoder_inputs, "(batch, target_len, model_dim)")
+    layer._check_padding_mask(
+        "decoder_inputs_mask", decoder_inputs_mask, "decoder_inputs", decoder_inputs.shape
+    )
+    if encoder_outputs is not None:
+        _validation.check_float_tensor("encoder_outputs", encoder_outputs)
+        _check_encoder_width(decoder_inputs.shape, encoder_outputs.shape)
+        layer._check_padding_mask(
+            "encoder_outputs_mask",
+            encoder_outputs_mask,
+            "encoder_outputs",
+            encoder_outputs.shape,
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class TransformerDecoderBlock(TransformerLayerBase):
     """One decoder layer: masked self-attention, cross-attention, feed-forward.
@@ -110,6 +129,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
             "decoder_inputs", decoder_inputs_shape, 3, "(batch, target_len, model_dim)"
         )
         model_dim = decoder_inputs_shape[-1]
+        self._model_dim = model_dim
         self.self_attention = self._make_attention(model_dim, "self_attention")
         self.self_attention.build(decoder_inputs_shape, decoder_inputs_shape)
         self._build_residual("self_attention", decoder_inputs_shape)
@@ -122,6 +142,32 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self.feed_forward = self._make_feed_forward()
         self.feed_forward.build(decoder_inputs_shape)
         self._build_residual("feed_forward", decoder_inputs_shape)
+
+    def _check_cache(self, name, cache, decoder_inputs):
+        if cache is not None:
+            attention = self.self_attention
+            _validation.check_static_shape(
+                name,
+                cache.shape,
+                (decoder_inputs.shape[0], 2, None, attention.num_heads, attention.key_dim),
+                "(batch, 2, length, num_heads, key_dim)",
+            )
+
+    def _check_call(
+        self,
+        decoder_inputs,
+        encoder_outputs,
+        decoder_inputs_mask,
+        encoder_outputs_mask,
+        self_attention_cache,
+        cross_attention_cache,
+    ):
+        _check_decoder_call(
+            self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+        )
+        self._check_call_form(encoder_outputs, cross_attention_cache)
+        self._check_cache("self_attention_cache", self_attention_cache, decoder_inputs)
+        self._check_cache("cross_attention_cache", cross_attention_cache, decoder_inputs)
 
     def _check_call_form(self, encoder_outputs, cross_attention_cache=None):
         has_cross_attention = self.cross_attention is not None
@@ -153,7 +199,14 @@ class TransformerDecoderBlock(TransformerLayerBase):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
-        self._check_call_form(encoder_outputs, cross_attention_cache)
+        self._check_call(
+            decoder_inputs,
+            encoder_outputs,
+            decoder_inputs_mask,
+            encoder_outputs_mask,
+            self_attention_cache,
+            cross_attention_cache,
+        )
         scores = {}
         # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", decoder_inputs)
@@ -230,8 +283,19 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self_attention_cache=None,
         cross_attention_cache=None,
         return_attention_scores=False,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        mask=None,
         **kwargs,
     ):
+        self._check_call(
+            decoder_inputs,
+            encoder_outputs,
+            mask if decoder_inputs_mask is None else decoder_inputs_mask,
+            encoder_outputs_mask,
+            self_attention_cache,
+            cross_attention_cache,
+        )
         outputs = (keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype),)
         if return_attention_scores:
             batch, target_len = decoder_inputs.shape[:2]
@@ -331,6 +395,9 @@ class TransformerDecoder(TransformerStackBase):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
+        _check_decoder_call(
+            self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+        )
         x = decoder_inputs
         updated_caches = []
         for index, block in enumerate(self.blocks):
@@ -395,8 +462,22 @@ class TransformerDecoder(TransformerStackBase):
         return decoder_inputs_shape
 
     def compute_output_spec(
-        self, decoder_inputs, encoder_outputs=None, self_attention_cache=None, **kwargs
+        self,
+        decoder_inputs,
+        encoder_outputs=None,
+        self_attention_cache=None,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        mask=None,
+        **kwargs,
     ):
+        _check_decoder_call(
+            self,
+            decoder_inputs,
+            encoder_outputs,
+            mask if decoder_inputs_mask is None else decoder_inputs_mask,
+            encoder_outputs_mask,
+        )
         output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
         if self_attention_cache is None:
             return output
