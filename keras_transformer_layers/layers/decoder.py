@@ -44,6 +44,12 @@ def _check_decoder_call(
     if encoder_outputs is not None:
         _validation.check_float_tensor("encoder_outputs", encoder_outputs)
         _check_encoder_width(decoder_inputs.shape, encoder_outputs.shape)
+        _validation.check_static_shape(
+            "encoder_outputs",
+            encoder_outputs.shape,
+            (decoder_inputs.shape[0], None, None),
+            "(batch, source_len, model_dim) with the batch size of `decoder_inputs`",
+        )
         layer._check_padding_mask(
             "encoder_outputs_mask",
             encoder_outputs_mask,
@@ -75,9 +81,10 @@ class TransformerDecoderBlock(TransformerLayerBase):
     Args:{args}
 
     Call arguments:
-        decoder_inputs: tensor of shape `(batch, target_len, model_dim)`.
-        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`, the
-            encoder stack's output; omit it for the decoder-only form.
+        decoder_inputs: float tensor of shape `(batch, target_len, model_dim)`.
+        encoder_outputs: float tensor of shape
+            `(batch, source_len, model_dim)`, the encoder stack's output; omit
+            it for the decoder-only form.
         decoder_inputs_mask: optional boolean padding mask
             `(batch, target_len)`. Keras fills it from the mask of
             `decoder_inputs`.
@@ -110,6 +117,18 @@ class TransformerDecoderBlock(TransformerLayerBase):
         `(batch, num_heads, target_len, key_len)` and, when the block has
         cross-attention, `"cross_attention"`
         `(batch, num_heads, target_len, source_len)`.
+
+    Raises:
+        ValueError: at construction, for an argument out of range, a
+            non-bool `normalize_first` or an unknown `activation` or
+            initializer. At call time (in graph mode and when building a
+            functional model too, on static shapes): for non-float
+            `decoder_inputs` or `encoder_outputs`, a `model_dim` other than
+            the one the block was built with, `encoder_outputs` of another
+            width or batch size than `decoder_inputs`, a padding mask that is
+            not `(batch, seq_len)` of its sequence, a cache of the wrong
+            shape, or `encoder_outputs` given to a block built without
+            cross-attention (or missing from one built with it).
 
     Example:
 
@@ -361,6 +380,9 @@ class TransformerDecoder(TransformerStackBase):
     Returns:
         A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
         `self_attention_cache`, a tuple `(outputs, updated_cache)`.
+
+    Raises:
+        ValueError: as `TransformerDecoderBlock`.
 
     Example:
 

@@ -79,18 +79,25 @@ class PositionalEncoding(keras.layers.Layer):
     The Keras mask of `inputs` passes through unchanged.
 
     Args:
-        max_wavelength: positive number, the base of the geometric progression
-            of wavelengths (10000 in the paper). Defaults to `10000`.
+        max_wavelength: finite positive number, the base of the geometric
+            progression of wavelengths (10000 in the paper). Defaults to
+            `10000`.
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
         inputs: float tensor of shape `(batch, seq_len, dim)`.
-        start_index: int or scalar int tensor, the position of the first
-            element; a decoding step at position `p` passes `start_index=p`.
-            Defaults to `0`.
+        start_index: non-negative int or scalar int tensor, the position of
+            the first element; a decoding step at position `p` passes
+            `start_index=p`. Defaults to `0`.
 
     Returns:
         A tensor shaped like `inputs`: `inputs + PE[start_index:start_index + seq_len]`.
+
+    Raises:
+        ValueError: for a `max_wavelength` that is not a finite positive
+            number; at call time (in graph mode too), for `inputs` that are
+            not a float rank-3 tensor, or a `start_index` that is not a
+            non-negative int (a tensor is checked by value when eager).
 
     Example:
 
@@ -143,12 +150,22 @@ class PositionalEmbedding(keras.layers.Layer):
     With `mask_zero=True`, id 0 is padding and the layer emits the Keras
     padding mask `ids != 0`, which the encoder and decoder layers consume.
 
+    Token ids outside `[0, vocabulary_size)` and positions past the learned
+    table are errors, never wrapped or clamped, wherever the layer can see
+    them: eagerly, a `ValueError` naming the ids (or positions); in a graph
+    (`tf.function`, SavedModel) and in TFLite, the table lookup fails (on CPU;
+    TensorFlow's GPU gather returns zeros instead). XLA (`jit_compile=True`)
+    clamps out-of-range lookups: there, lengths known when the function is
+    traced are still checked in Python, but ids, and positions behind a
+    tensor `start_index`, must be checked where they enter (the dataset
+    pipeline, `TranslationGenerator`, the exported signatures).
+
     Args:
         vocabulary_size: positive int, number of token ids.
         embedding_dim: positive int, `d_model` in the paper.
         mask_zero: bool, whether id 0 is padding. Defaults to `True`.
-        max_wavelength: positive number, base of the sinusoid. Defaults to
-            `10000`.
+        max_wavelength: finite positive number, base of the sinusoid.
+            Defaults to `10000`.
         learned_positions: bool, learn the positional table instead of using
             the sinusoid. Defaults to `False`.
         sequence_length: positive int, rows of the learned table (the maximum
@@ -159,13 +176,25 @@ class PositionalEmbedding(keras.layers.Layer):
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
-        inputs: int tensor of token ids, shape `(batch, seq_len)`.
-        start_index: int or scalar int tensor, position of the first token.
-            Defaults to `0`.
+        inputs: int tensor of token ids in `[0, vocabulary_size)`, shape
+            `(batch, seq_len)`.
+        start_index: non-negative int or scalar int tensor, position of the
+            first token; with learned positions, `start_index + seq_len` must
+            be at most `sequence_length`. Defaults to `0`.
 
     Returns:
         A tensor of shape `(batch, seq_len, embedding_dim)` carrying the
         padding mask when `mask_zero=True`.
+
+    Raises:
+        ValueError: at construction, for an argument out of range (NaN and
+            inf included), a non-bool `mask_zero` or `learned_positions`, or
+            an unknown initializer. At call time: for `inputs` that are not a
+            rank-2 integer tensor (float and string ids included), or a bad
+            `start_index`, in every mode; for positions past the learned
+            table when the length and `start_index` are known in Python
+            (eager, and when tracing a graph or XLA function); for
+            out-of-range ids, eagerly.
 
     Example:
 
