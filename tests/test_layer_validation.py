@@ -445,3 +445,32 @@ def test_tflite_fails_loudly_past_the_tables(learned_model, tmp_path):
     for ids in [np.array([[1, 2, 3, 4, 5]], "int32"), np.array([[1, -1]], "int32"), np.array([[1, 16]], "int32")]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
             run(ids)
+
+
+def decoder_with_cache():
+    decoder = built(ktl.TransformerDecoder(**STACK_ARGS), floats(1, 1, 8), floats(1, 3, 8))
+    return decoder, decoder.initial_self_attention_cache(1, 4)
+
+
+@pytest.mark.parametrize("index", [4, 7, -1])
+def test_cache_index_past_the_cache_raises_eagerly(index):
+    decoder, cache = decoder_with_cache()
+    for given in [index, tf.constant(index)]:
+        with pytest.raises(ValueError, match=re.escape(f"Received: self_attention_cache_update_index={index}, decoder_inputs.shape[1]=1, self_attention_cache.shape[2]=4")):
+            decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=given)
+
+
+@pytest.mark.parametrize("index", [4, 7, -1])
+def test_cache_index_past_the_cache_fails_in_a_graph_instead_of_overwriting_the_last_slot(index):
+    decoder, cache = decoder_with_cache()
+    step = tf.function(
+        lambda x, s, c, i: decoder(x, s, self_attention_cache=c, self_attention_cache_update_index=i)
+    )
+    shown = 4 if index < 0 else index
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"= {shown} is not in \[0, 4\)"):
+        step(floats(1, 1, 8), floats(1, 3, 8), cache, tf.constant(index))
+    # In range, the step writes slot `index` only, as in eager.
+    _, written = step(floats(1, 1, 8), floats(1, 3, 8), cache, tf.constant(3))
+    _, eager = decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=3)
+    np.testing.assert_allclose(np.asarray(written), np.asarray(eager), atol=1e-6)
+    assert not np.asarray(written)[:, :, :, :3].any() and np.asarray(written)[:, :, :, 3].any()

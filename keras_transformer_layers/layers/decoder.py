@@ -33,6 +33,38 @@ def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
         )
 
 
+def _checked_cache_index(index, decoder_inputs, cache):
+    """`index`, after checking that the new positions fit in the cache.
+
+    The cache write would clamp an index past the cache and overwrite its last
+    slots. Python and eager values raise a `ValueError`. A symbolic index goes
+    through a lookup in a table of the valid first positions, which fails on
+    CPU and in TFLite when the index is outside; under XLA the lookup clamps,
+    so decoding loops check their maximum length against the cache instead.
+    """
+    cache_len, new_len = cache.shape[2], decoder_inputs.shape[1]
+    value = index if isinstance(index, int) else _validation.concrete_value(index)
+    if value is not None and (
+        value < 0 or (None not in (cache_len, new_len) and value + new_len > cache_len)
+    ):
+        raise ValueError(
+            "`self_attention_cache_update_index` must be non-negative, and "
+            "`self_attention_cache_update_index` + `decoder_inputs.shape[1]` at "
+            "most the cache length `self_attention_cache.shape[2]`. Received: "
+            f"self_attention_cache_update_index={int(value)}, "
+            f"decoder_inputs.shape[1]={new_len}, "
+            f"self_attention_cache.shape[2]={cache_len}"
+        )
+    index = ops.cast(index, "int32")
+    first_positions = ops.shape(cache)[2] - ops.shape(decoder_inputs)[1] + 1
+    # `ops.take` wraps negative indices: send them past the table instead.
+    guard = ops.take(
+        ops.zeros((first_positions,), "int32"),
+        ops.where(index < 0, first_positions, index),
+    )
+    return index + guard  # the same index, with the lookup kept in the graph
+
+
 def _check_decoder_call(
     layer, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
 ):
@@ -97,7 +129,11 @@ class TransformerDecoderBlock(TransformerLayerBase):
             Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, the
             position of the first of `decoder_inputs`; required with
-            `self_attention_cache`. Defaults to `None`.
+            `self_attention_cache`. The new positions must fit in the cache:
+            an index past it is a `ValueError` when its value is known
+            (Python or eager) and makes a lookup fail in a graph and in
+            TFLite (on CPU); under XLA it is clamped, so check the decoding
+            length against the cache length. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache`; replaces the projection of
@@ -127,7 +163,8 @@ class TransformerDecoderBlock(TransformerLayerBase):
             the one the block was built with, `encoder_outputs` of another
             width or batch size than `decoder_inputs`, a padding mask that is
             not `(batch, seq_len)` of its sequence, a cache of the wrong
-            shape, or `encoder_outputs` given to a block built without
+            shape, a known `self_attention_cache_update_index` past the
+            cache, or `encoder_outputs` given to a block built without
             cross-attention (or missing from one built with it).
 
     Example:
@@ -226,6 +263,10 @@ class TransformerDecoderBlock(TransformerLayerBase):
             self_attention_cache,
             cross_attention_cache,
         )
+        if self_attention_cache is not None and self_attention_cache_update_index is not None:
+            self_attention_cache_update_index = _checked_cache_index(
+                self_attention_cache_update_index, decoder_inputs, self_attention_cache
+            )
         scores = {}
         # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", decoder_inputs)
@@ -369,7 +410,8 @@ class TransformerDecoder(TransformerStackBase):
             Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, position
             of the first of `decoder_inputs`; required with
-            `self_attention_cache`. Defaults to `None`.
+            `self_attention_cache`. The new positions must fit in the cache,
+            as in `TransformerDecoderBlock`. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, num_layers, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache`; `encoder_outputs` may then be
