@@ -474,3 +474,41 @@ def test_cache_index_past_the_cache_fails_in_a_graph_instead_of_overwriting_the_
     _, eager = decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=3)
     np.testing.assert_allclose(np.asarray(written), np.asarray(eager), atol=1e-6)
     assert not np.asarray(written)[:, :, :, :3].any() and np.asarray(written)[:, :, :, 3].any()
+
+
+def test_cache_index_past_the_cache_fails_in_tflite(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    decoder, cache = decoder_with_cache()
+    inputs = {
+        "x": keras.Input((1, 8), batch_size=1, name="x"),
+        "s": keras.Input((3, 8), batch_size=1, name="s"),
+        "c": keras.Input(tuple(cache.shape[1:]), batch_size=1, name="c"),
+        "i": keras.Input((), batch_size=1, dtype="int32", name="i"),
+    }
+    _, updated = decoder(
+        inputs["x"],
+        inputs["s"],
+        self_attention_cache=inputs["c"],
+        self_attention_cache_update_index=inputs["i"][0],
+    )
+    path = str(tmp_path / "step.tflite")
+    keras.Model(inputs, updated).export(path, format="litert", verbose=False)
+    interpreter = Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    indices = {d["name"].split("serving_default_")[-1].split(":")[0]: d["index"] for d in interpreter.get_input_details()}
+    (output,) = interpreter.get_output_details()
+    target, source = floats(1, 1, 8), floats(1, 3, 8)
+
+    def run(index):
+        feed = {"x": target, "s": source, "c": np.asarray(cache), "i": np.array([index], "int32")}
+        for name, value in feed.items():
+            interpreter.set_tensor(indices[name], value)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
+
+    _, expected = decoder(target, source, self_attention_cache=cache, self_attention_cache_update_index=3)
+    np.testing.assert_allclose(run(3), np.asarray(expected), atol=1e-5)
+    for index in [4, -1]:
+        with pytest.raises(RuntimeError, match="gather index out of bounds"):
+            run(index)
