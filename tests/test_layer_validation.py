@@ -512,3 +512,10 @@ def test_cache_index_past_the_cache_fails_in_tflite(tmp_path):
     for index in [4, -1]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
             run(index)
+
+
+@pytest.mark.parametrize("max_length", [0, -3, 4.0, True])
+def test_initial_cache_rejects_a_bad_max_length(max_length):
+    decoder, _ = decoder_with_cache()
+    with pytest.raises(ValueError, match=received("max_length", max_length)):
+        decoder.initial_self_attention_cache(1, max_length)

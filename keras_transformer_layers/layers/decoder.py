@@ -493,13 +493,14 @@ class TransformerDecoder(TransformerStackBase):
 
         Args:
             batch_size: int or scalar int tensor.
-            max_length: int, the number of positions the cache holds.
+            max_length: positive int, the number of positions the cache holds.
 
         Returns:
             A zero tensor of shape
             `(batch_size, num_layers, 2, max_length, num_heads, key_dim)` in the
             compute dtype.
         """
+        _validation.check_positive_int("max_length", max_length)
         attention = self.blocks[0].self_attention
         return ops.zeros(
             (batch_size, self.num_layers, 2, max_length, attention.num_heads, attention.key_dim),
