@@ -5,6 +5,10 @@ received value, in the Keras core form: what is wrong, what is expected, then
 `Received: name=value`.
 """
 
+import math
+
+import keras
+
 
 def check_positive_int(name, value):
     # bool is a subclass of int; reject it explicitly.
@@ -19,20 +23,61 @@ def check_optional_positive_int(name, value):
         check_positive_int(name, value)
 
 
-def check_positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+def check_non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}"
+            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
+        )
+
+
+def check_positive_float(name, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite positive number. Received: {name}={value!r}"
         )
 
 
 def check_rate(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"`{name}` must be a float. Received: {name}={value!r}")
+    # NaN fails both comparisons, so it is rejected here too.
     if not 0.0 <= value < 1.0:
         raise ValueError(
             f"`{name}` must be in the range [0, 1). Received: {name}={value!r}"
         )
+
+
+def check_bool(name, value):
+    # Strings such as "no" and ints such as 0 are not booleans.
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+
+
+def get_activation(name, value):
+    """`keras.activations.get(value)`, with an error that names the argument."""
+    try:
+        return keras.activations.get(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"`{name}` must be the name of a Keras activation or a callable. "
+            f"Received: {name}={value!r}"
+        ) from None
+
+
+def get_initializer(name, value):
+    """`keras.initializers.get(value)`, with an error that names the argument."""
+    try:
+        return keras.initializers.get(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"`{name}` must be the name of a Keras initializer, a config dict or "
+            f"an initializer. Received: {name}={value!r}"
+        ) from None
 
 
 def check_rank(name, shape, rank, layout):
@@ -42,3 +87,51 @@ def check_rank(name, shape, rank, layout):
             f"`{name}` must be a rank-{rank} tensor shaped {layout}. "
             f"Received: {name}.shape={tuple(shape)}"
         )
+
+
+def check_float_tensor(name, tensor):
+    """Checks that a tensor (eager, symbolic or `keras.KerasTensor`) is floating point."""
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"`{name}` must be a floating-point tensor. Received: {name}.dtype={dtype}"
+        )
+
+
+def check_int_tensor(name, tensor):
+    """Checks that a tensor (eager, symbolic or `keras.KerasTensor`) holds integers."""
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if not keras.backend.is_int_dtype(dtype):
+        raise ValueError(
+            f"`{name}` must be an integer tensor. Received: {name}.dtype={dtype}"
+        )
+
+
+def check_static_shape(name, shape, expected, layout):
+    """Checks a static shape against `expected`, where `None` on either side matches.
+
+    Only the static shape is seen: in graph mode a dimension unknown at
+    trace time passes.
+    """
+    shape = tuple(shape)
+    matches = len(shape) == len(expected) and all(
+        got is None or want is None or got == want for got, want in zip(shape, expected)
+    )
+    if not matches:
+        expected_text = "(" + ", ".join("?" if d is None else str(d) for d in expected) + ")"
+        raise ValueError(
+            f"`{name}` must have shape {layout}, here {expected_text}. "
+            f"Received: {name}.shape={shape}"
+        )
+
+
+def concrete_value(tensor):
+    """The NumPy value of an eager tensor, or `None` for a symbolic one.
+
+    Values are only known eagerly; inside `tf.function`, XLA or a functional
+    model the tensor is symbolic and checks on values cannot run in Python.
+    """
+    try:
+        return keras.ops.convert_to_numpy(tensor)
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None

@@ -19,9 +19,10 @@ BLOCK_ARGS_DOC = """
             residual stream. Defaults to `0.0`.
         activation: activation of the feed-forward network. Defaults to
             `"relu"`.
-        layer_norm_epsilon: positive float, LayerNorm epsilon. Defaults to
-            `1e-6`.
-        normalize_first: bool. `False` is the paper's post-norm
+        layer_norm_epsilon: finite positive float, LayerNorm epsilon.
+            Defaults to `1e-6`.
+        normalize_first: bool (a Python `bool`; strings and ints are
+            rejected). `False` is the paper's post-norm
             `LayerNorm(x + Sublayer(x))`; `True` is pre-norm
             `x + Sublayer(LayerNorm(x))`, which is not the original
             architecture but trains deep stacks without warm-up. Defaults to
@@ -63,17 +64,23 @@ class TransformerLayerBase(keras.layers.Layer):
         _validation.check_positive_int("intermediate_dim", intermediate_dim)
         _validation.check_rate("dropout", dropout)
         _validation.check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        _validation.check_bool("normalize_first", normalize_first)
         _validation.check_optional_positive_int("key_dim", key_dim)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
-        self.activation = keras.activations.get(activation)
+        self.activation = _validation.get_activation("activation", activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.key_dim = key_dim
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = _validation.get_initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.bias_initializer = _validation.get_initializer(
+            "bias_initializer", bias_initializer
+        )
         self.supports_masking = True
+        self._model_dim = None  # set by build()
 
     def _block_kwargs(self):
         """The constructor arguments a stack passes on to each of its blocks."""
@@ -99,6 +106,31 @@ class TransformerLayerBase(keras.layers.Layer):
                 f"Received: model_dim={model_dim}, num_heads={self.num_heads}"
             )
         return model_dim // self.num_heads
+
+    def _check_sequence(self, name, tensor, layout):
+        """A float rank-3 tensor whose width is the `model_dim` the layer was built with.
+
+        Static shapes only, so the check also runs when a graph is traced
+        (`tf.function`, XLA) and when a functional model is built.
+        """
+        _validation.check_float_tensor(name, tensor)
+        _validation.check_rank(name, tensor.shape, 3, layout)
+        _validation.check_static_shape(
+            name,
+            tensor.shape,
+            (None, None, self._model_dim),
+            f"{layout} with the model_dim the layer was built with",
+        )
+
+    def _check_padding_mask(self, name, mask, sequence_name, sequence_shape):
+        """A padding mask must be `(batch, seq_len)` of its sequence: no broadcasting."""
+        if mask is not None:
+            _validation.check_static_shape(
+                name,
+                mask.shape,
+                tuple(sequence_shape[:2]),
+                f"(batch, seq_len) of `{sequence_name}`",
+            )
 
     def _make_attention(self, model_dim, name):
         return MultiHeadAttention(
@@ -201,6 +233,7 @@ class TransformerStackBase(TransformerLayerBase):
         ]
 
     def _build_blocks(self, inputs_shape, *other_shapes):
+        self._model_dim = inputs_shape[-1]
         for block in self.blocks:
             block.build(inputs_shape, *other_shapes)
         self.output_layer_norm = None

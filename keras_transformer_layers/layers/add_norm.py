@@ -19,16 +19,25 @@ class AddNorm(keras.layers.Layer):
     Args:
         dropout: float in `[0, 1)`. Rate applied to `sublayer_output` before
             the sum. Defaults to `0.0`.
-        epsilon: positive float added to the variance. Defaults to `1e-6`.
+        epsilon: finite positive float added to the variance. Defaults to
+            `1e-6`.
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
-        inputs: residual stream of shape `(batch, seq_len, model_dim)`.
-        sublayer_output: tensor with the same shape as `inputs`.
+        inputs: float residual stream of shape `(batch, seq_len, model_dim)`.
+        sublayer_output: float tensor with the same shape as `inputs` (no
+            broadcasting).
         training: bool; enables dropout.
 
     Returns:
         A tensor shaped like `inputs`. The Keras mask of `inputs` passes through.
+
+    Raises:
+        ValueError: at construction, for a `dropout` outside `[0, 1)` or an
+            `epsilon` that is not a finite positive number; at call time (in
+            graph mode too), for non-float inputs, a `sublayer_output` whose
+            static shape differs from `inputs.shape`, or a `model_dim` other
+            than the one the layer was built with.
 
     Example:
 
@@ -49,6 +58,7 @@ class AddNorm(keras.layers.Layer):
         self.dropout = dropout
         self.epsilon = epsilon
         self.supports_masking = True
+        self._model_dim = None  # set by build()
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
@@ -58,13 +68,35 @@ class AddNorm(keras.layers.Layer):
 
     def build(self, inputs_shape, sublayer_output_shape):
         self.layer_norm.build(inputs_shape)
+        self._model_dim = inputs_shape[-1]
+
+    def _check_inputs(self, inputs, sublayer_output):
+        _validation.check_float_tensor("inputs", inputs)
+        _validation.check_float_tensor("sublayer_output", sublayer_output)
+        shape = tuple(inputs.shape)
+        _validation.check_static_shape(
+            "inputs",
+            shape,
+            (None,) * (len(shape) - 1) + (self._model_dim,),
+            "(..., model_dim) with the model_dim the layer was built with",
+        )
+        # No broadcasting: a (batch, 1, dim) output added to every position
+        # is a wiring mistake.
+        _validation.check_static_shape(
+            "sublayer_output", sublayer_output.shape, shape, "equal to `inputs.shape`"
+        )
 
     def call(self, inputs, sublayer_output, training=None):
+        self._check_inputs(inputs, sublayer_output)
         summed = inputs + self.dropout_layer(sublayer_output, training=training)
         return self.layer_norm(summed)
 
     def compute_output_shape(self, inputs_shape, sublayer_output_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, sublayer_output, training=None):
+        self._check_inputs(inputs, sublayer_output)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -172,13 +172,18 @@ class MultiHeadAttention(keras.layers.Layer):
         _validation.check_positive_int("key_dim", key_dim)
         _validation.check_optional_positive_int("value_dim", value_dim)
         _validation.check_rate("dropout", dropout)
+        _validation.check_bool("use_bias", use_bias)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim
         self.dropout = dropout
         self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = _validation.get_initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.bias_initializer = _validation.get_initializer(
+            "bias_initializer", bias_initializer
+        )
         self.seed = seed
         self.supports_masking = True
         self.dropout_layer = keras.layers.Dropout(

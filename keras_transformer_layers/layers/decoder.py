@@ -33,6 +33,63 @@ def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
         )
 
 
+def _checked_cache_index(index, decoder_inputs, cache):
+    """`index`, after checking that the new positions fit in the cache.
+
+    The cache write would clamp an index past the cache and overwrite its last
+    slots. Python and eager values raise a `ValueError`. A symbolic index goes
+    through a lookup in a table of the valid first positions, which fails on
+    CPU and in TFLite when the index is outside; under XLA the lookup clamps,
+    so decoding loops check their maximum length against the cache instead.
+    """
+    cache_len, new_len = cache.shape[2], decoder_inputs.shape[1]
+    value = index if isinstance(index, int) else _validation.concrete_value(index)
+    if value is not None and (
+        value < 0 or (None not in (cache_len, new_len) and value + new_len > cache_len)
+    ):
+        raise ValueError(
+            "`self_attention_cache_update_index` must be non-negative, and "
+            "`self_attention_cache_update_index` + `decoder_inputs.shape[1]` at "
+            "most the cache length `self_attention_cache.shape[2]`. Received: "
+            f"self_attention_cache_update_index={int(value)}, "
+            f"decoder_inputs.shape[1]={new_len}, "
+            f"self_attention_cache.shape[2]={cache_len}"
+        )
+    index = ops.cast(index, "int32")
+    first_positions = ops.shape(cache)[2] - ops.shape(decoder_inputs)[1] + 1
+    # `ops.take` wraps negative indices: send them past the table instead.
+    guard = ops.take(
+        ops.zeros((first_positions,), "int32"),
+        ops.where(index < 0, first_positions, index),
+    )
+    return index + guard  # the same index, with the lookup kept in the graph
+
+
+def _check_decoder_call(
+    layer, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+):
+    """Dtypes and static shapes of the call arguments of a decoder block or stack."""
+    layer._check_sequence("decoder_inputs", decoder_inputs, "(batch, target_len, model_dim)")
+    layer._check_padding_mask(
+        "decoder_inputs_mask", decoder_inputs_mask, "decoder_inputs", decoder_inputs.shape
+    )
+    if encoder_outputs is not None:
+        _validation.check_float_tensor("encoder_outputs", encoder_outputs)
+        _check_encoder_width(decoder_inputs.shape, encoder_outputs.shape)
+        _validation.check_static_shape(
+            "encoder_outputs",
+            encoder_outputs.shape,
+            (decoder_inputs.shape[0], None, None),
+            "(batch, source_len, model_dim) with the batch size of `decoder_inputs`",
+        )
+        layer._check_padding_mask(
+            "encoder_outputs_mask",
+            encoder_outputs_mask,
+            "encoder_outputs",
+            encoder_outputs.shape,
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class TransformerDecoderBlock(TransformerLayerBase):
     """One decoder layer: masked self-attention, cross-attention, feed-forward.
@@ -56,9 +113,10 @@ class TransformerDecoderBlock(TransformerLayerBase):
     Args:{args}
 
     Call arguments:
-        decoder_inputs: tensor of shape `(batch, target_len, model_dim)`.
-        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`, the
-            encoder stack's output; omit it for the decoder-only form.
+        decoder_inputs: float tensor of shape `(batch, target_len, model_dim)`.
+        encoder_outputs: float tensor of shape
+            `(batch, source_len, model_dim)`, the encoder stack's output; omit
+            it for the decoder-only form.
         decoder_inputs_mask: optional boolean padding mask
             `(batch, target_len)`. Keras fills it from the mask of
             `decoder_inputs`.
@@ -71,7 +129,11 @@ class TransformerDecoderBlock(TransformerLayerBase):
             Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, the
             position of the first of `decoder_inputs`; required with
-            `self_attention_cache`. Defaults to `None`.
+            `self_attention_cache`. The new positions must fit in the cache:
+            an index past it is a `ValueError` when its value is known
+            (Python or eager) and makes a lookup fail in a graph and in
+            TFLite (on CPU); under XLA it is clamped, so check the decoding
+            length against the cache length. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache`; replaces the projection of
@@ -92,6 +154,19 @@ class TransformerDecoderBlock(TransformerLayerBase):
         cross-attention, `"cross_attention"`
         `(batch, num_heads, target_len, source_len)`.
 
+    Raises:
+        ValueError: at construction, for an argument out of range, a
+            non-bool `normalize_first` or an unknown `activation` or
+            initializer. At call time (in graph mode and when building a
+            functional model too, on static shapes): for non-float
+            `decoder_inputs` or `encoder_outputs`, a `model_dim` other than
+            the one the block was built with, `encoder_outputs` of another
+            width or batch size than `decoder_inputs`, a padding mask that is
+            not `(batch, seq_len)` of its sequence, a cache of the wrong
+            shape, a known `self_attention_cache_update_index` past the
+            cache, or `encoder_outputs` given to a block built without
+            cross-attention (or missing from one built with it).
+
     Example:
 
     >>> block = keras_transformer_layers.TransformerDecoderBlock(
@@ -110,6 +185,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
             "decoder_inputs", decoder_inputs_shape, 3, "(batch, target_len, model_dim)"
         )
         model_dim = decoder_inputs_shape[-1]
+        self._model_dim = model_dim
         self.self_attention = self._make_attention(model_dim, "self_attention")
         self.self_attention.build(decoder_inputs_shape, decoder_inputs_shape)
         self._build_residual("self_attention", decoder_inputs_shape)
@@ -122,6 +198,32 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self.feed_forward = self._make_feed_forward()
         self.feed_forward.build(decoder_inputs_shape)
         self._build_residual("feed_forward", decoder_inputs_shape)
+
+    def _check_cache(self, name, cache, decoder_inputs):
+        if cache is not None:
+            attention = self.self_attention
+            _validation.check_static_shape(
+                name,
+                cache.shape,
+                (decoder_inputs.shape[0], 2, None, attention.num_heads, attention.key_dim),
+                "(batch, 2, length, num_heads, key_dim)",
+            )
+
+    def _check_call(
+        self,
+        decoder_inputs,
+        encoder_outputs,
+        decoder_inputs_mask,
+        encoder_outputs_mask,
+        self_attention_cache,
+        cross_attention_cache,
+    ):
+        _check_decoder_call(
+            self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+        )
+        self._check_call_form(encoder_outputs, cross_attention_cache)
+        self._check_cache("self_attention_cache", self_attention_cache, decoder_inputs)
+        self._check_cache("cross_attention_cache", cross_attention_cache, decoder_inputs)
 
     def _check_call_form(self, encoder_outputs, cross_attention_cache=None):
         has_cross_attention = self.cross_attention is not None
@@ -153,7 +255,18 @@ class TransformerDecoderBlock(TransformerLayerBase):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
-        self._check_call_form(encoder_outputs, cross_attention_cache)
+        self._check_call(
+            decoder_inputs,
+            encoder_outputs,
+            decoder_inputs_mask,
+            encoder_outputs_mask,
+            self_attention_cache,
+            cross_attention_cache,
+        )
+        if self_attention_cache is not None and self_attention_cache_update_index is not None:
+            self_attention_cache_update_index = _checked_cache_index(
+                self_attention_cache_update_index, decoder_inputs, self_attention_cache
+            )
         scores = {}
         # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", decoder_inputs)
@@ -230,8 +343,19 @@ class TransformerDecoderBlock(TransformerLayerBase):
         self_attention_cache=None,
         cross_attention_cache=None,
         return_attention_scores=False,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        mask=None,
         **kwargs,
     ):
+        self._check_call(
+            decoder_inputs,
+            encoder_outputs,
+            mask if decoder_inputs_mask is None else decoder_inputs_mask,
+            encoder_outputs_mask,
+            self_attention_cache,
+            cross_attention_cache,
+        )
         outputs = (keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype),)
         if return_attention_scores:
             batch, target_len = decoder_inputs.shape[:2]
@@ -286,7 +410,8 @@ class TransformerDecoder(TransformerStackBase):
             Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, position
             of the first of `decoder_inputs`; required with
-            `self_attention_cache`. Defaults to `None`.
+            `self_attention_cache`. The new positions must fit in the cache,
+            as in `TransformerDecoderBlock`. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, num_layers, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache`; `encoder_outputs` may then be
@@ -297,6 +422,9 @@ class TransformerDecoder(TransformerStackBase):
     Returns:
         A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
         `self_attention_cache`, a tuple `(outputs, updated_cache)`.
+
+    Raises:
+        ValueError: as `TransformerDecoderBlock`.
 
     Example:
 
@@ -331,6 +459,9 @@ class TransformerDecoder(TransformerStackBase):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
+        _check_decoder_call(
+            self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+        )
         x = decoder_inputs
         updated_caches = []
         for index, block in enumerate(self.blocks):
@@ -362,13 +493,14 @@ class TransformerDecoder(TransformerStackBase):
 
         Args:
             batch_size: int or scalar int tensor.
-            max_length: int, the number of positions the cache holds.
+            max_length: positive int, the number of positions the cache holds.
 
         Returns:
             A zero tensor of shape
             `(batch_size, num_layers, 2, max_length, num_heads, key_dim)` in the
             compute dtype.
         """
+        _validation.check_positive_int("max_length", max_length)
         attention = self.blocks[0].self_attention
         return ops.zeros(
             (batch_size, self.num_layers, 2, max_length, attention.num_heads, attention.key_dim),
@@ -395,8 +527,22 @@ class TransformerDecoder(TransformerStackBase):
         return decoder_inputs_shape
 
     def compute_output_spec(
-        self, decoder_inputs, encoder_outputs=None, self_attention_cache=None, **kwargs
+        self,
+        decoder_inputs,
+        encoder_outputs=None,
+        self_attention_cache=None,
+        decoder_inputs_mask=None,
+        encoder_outputs_mask=None,
+        mask=None,
+        **kwargs,
     ):
+        _check_decoder_call(
+            self,
+            decoder_inputs,
+            encoder_outputs,
+            mask if decoder_inputs_mask is None else decoder_inputs_mask,
+            encoder_outputs_mask,
+        )
         output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
         if self_attention_cache is None:
             return output

@@ -8,6 +8,11 @@ from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
 
+def _check_encoder_call(layer, inputs, mask):
+    layer._check_sequence("inputs", inputs, "(batch, seq_len, model_dim)")
+    layer._check_padding_mask("mask", mask, "inputs", inputs.shape)
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class TransformerEncoderBlock(TransformerLayerBase):
     """One encoder layer: self-attention, Add & Norm, feed-forward, Add & Norm.
@@ -20,13 +25,21 @@ class TransformerEncoderBlock(TransformerLayerBase):
     Args:{args}
 
     Call arguments:
-        inputs: tensor of shape `(batch, seq_len, model_dim)`.
+        inputs: float tensor of shape `(batch, seq_len, model_dim)`.
         mask: optional boolean padding mask `(batch, seq_len)`, True for real
             tokens. Keras fills it from the mask of `inputs`.
         training: bool; enables dropout.
 
     Returns:
         A tensor shaped like `inputs`, carrying the same Keras mask.
+
+    Raises:
+        ValueError: at construction, for an argument out of range, a
+            non-bool `normalize_first` or an unknown `activation` or
+            initializer; at call time (in graph mode and when building a
+            functional model too), for non-float `inputs`, a `model_dim`
+            other than the one the layer was built with, or a `mask` that is
+            not `(batch, seq_len)` of `inputs`.
 
     Example:
 
@@ -42,6 +55,7 @@ class TransformerEncoderBlock(TransformerLayerBase):
     def build(self, inputs_shape):
         _validation.check_rank("inputs", inputs_shape, 3, "(batch, seq_len, model_dim)")
         model_dim = inputs_shape[-1]
+        self._model_dim = model_dim
         self.self_attention = self._make_attention(model_dim, "self_attention")
         self.self_attention.build(inputs_shape, inputs_shape)
         self._build_residual("self_attention", inputs_shape)
@@ -50,6 +64,7 @@ class TransformerEncoderBlock(TransformerLayerBase):
         self._build_residual("feed_forward", inputs_shape)
 
     def call(self, inputs, mask=None, training=None):
+        _check_encoder_call(self, inputs, mask)
         # Sublayer 1: multi-head self-attention, then Add & Norm.
         x = self._sublayer_input("self_attention", inputs)
         x = self.self_attention(x, x, query_mask=mask, value_mask=mask, training=training)
@@ -62,6 +77,10 @@ class TransformerEncoderBlock(TransformerLayerBase):
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, mask=None, training=None):
+        _check_encoder_call(self, inputs, mask)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -85,6 +104,9 @@ class TransformerEncoder(TransformerStackBase):
     Returns:
         The encoder output, shaped like `inputs`, carrying the same Keras mask.
 
+    Raises:
+        ValueError: as `TransformerEncoderBlock`.
+
     Example:
 
     >>> encoder = keras_transformer_layers.TransformerEncoder(
@@ -103,6 +125,7 @@ class TransformerEncoder(TransformerStackBase):
         self._build_blocks(inputs_shape)
 
     def call(self, inputs, mask=None, training=None):
+        _check_encoder_call(self, inputs, mask)
         x = inputs
         for block in self.blocks:
             x = block(x, mask=mask, training=training)
@@ -112,6 +135,10 @@ class TransformerEncoder(TransformerStackBase):
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, mask=None, training=None):
+        _check_encoder_call(self, inputs, mask)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
 
 TransformerEncoderBlock.__doc__ = TransformerEncoderBlock.__doc__.format(

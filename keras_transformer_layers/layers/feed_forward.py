@@ -27,11 +27,17 @@ class FeedForward(keras.layers.Layer):
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
-        inputs: tensor of shape `(batch, seq_len, model_dim)`.
+        inputs: float tensor of shape `(batch, seq_len, model_dim)`.
         training: bool; enables dropout.
 
     Returns:
         A tensor shaped like `inputs`. The Keras mask passes through.
+
+    Raises:
+        ValueError: at construction, for an argument out of range or an
+            unknown `activation` or initializer; at call time (in graph mode
+            too), for non-float inputs or a `model_dim` other than the one
+            the layer was built with.
 
     Example:
 
@@ -56,11 +62,16 @@ class FeedForward(keras.layers.Layer):
         _validation.check_positive_int("intermediate_dim", intermediate_dim)
         _validation.check_rate("dropout", dropout)
         self.intermediate_dim = intermediate_dim
-        self.activation = keras.activations.get(activation)
+        self.activation = _validation.get_activation("activation", activation)
         self.dropout = dropout
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = _validation.get_initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.bias_initializer = _validation.get_initializer(
+            "bias_initializer", bias_initializer
+        )
         self.supports_masking = True
+        self._model_dim = None  # set by build()
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
@@ -82,14 +93,30 @@ class FeedForward(keras.layers.Layer):
         self.intermediate_dense.build(inputs_shape)
         self.output_dense = self._dense(inputs_shape[-1], None, "output_dense")
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self._model_dim = inputs_shape[-1]
+
+    def _check_inputs(self, inputs):
+        _validation.check_float_tensor("inputs", inputs)
+        shape = tuple(inputs.shape)
+        _validation.check_static_shape(
+            "inputs",
+            shape,
+            (None,) * (len(shape) - 1) + (self._model_dim,),
+            "(..., model_dim) with the model_dim the layer was built with",
+        )
 
     def call(self, inputs, training=None):
+        self._check_inputs(inputs)
         hidden = self.intermediate_dense(inputs)  # (batch, seq, intermediate_dim)
         hidden = self.dropout_layer(hidden, training=training)
         return self.output_dense(hidden)  # (batch, seq, model_dim)
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, training=None):
+        self._check_inputs(inputs)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -42,6 +42,29 @@ def sinusoidal_table(sequence_length, dim, start_index=0, max_wavelength=10000):
     return ops.where(channels % 2 == 0, ops.sin(angles), ops.cos(angles))
 
 
+def _check_encoding_inputs(inputs):
+    _validation.check_rank("inputs", inputs.shape, 3, "(batch, seq_len, dim)")
+    _validation.check_float_tensor("inputs", inputs)
+
+
+def _check_start_index(start_index):
+    """`start_index` is a non-negative int or a scalar int tensor.
+
+    A concrete (eager) tensor is checked by value; a symbolic one cannot be.
+    """
+    if isinstance(start_index, (bool, int, float, str)) or start_index is None:
+        _validation.check_non_negative_int("start_index", start_index)
+        return
+    _validation.check_int_tensor("start_index", start_index)
+    _validation.check_rank("start_index", start_index.shape, 0, "()")
+    value = _validation.concrete_value(start_index)
+    if value is not None and value < 0:
+        raise ValueError(
+            "`start_index` must be a non-negative integer. "
+            f"Received: start_index={int(value)}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class PositionalEncoding(keras.layers.Layer):
     """Adds the fixed sinusoidal positional encoding to its input.
@@ -56,18 +79,25 @@ class PositionalEncoding(keras.layers.Layer):
     The Keras mask of `inputs` passes through unchanged.
 
     Args:
-        max_wavelength: positive number, the base of the geometric progression
-            of wavelengths (10000 in the paper). Defaults to `10000`.
+        max_wavelength: finite positive number, the base of the geometric
+            progression of wavelengths (10000 in the paper). Defaults to
+            `10000`.
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
         inputs: float tensor of shape `(batch, seq_len, dim)`.
-        start_index: int or scalar int tensor, the position of the first
-            element; a decoding step at position `p` passes `start_index=p`.
-            Defaults to `0`.
+        start_index: non-negative int or scalar int tensor, the position of
+            the first element; a decoding step at position `p` passes
+            `start_index=p`. Defaults to `0`.
 
     Returns:
         A tensor shaped like `inputs`: `inputs + PE[start_index:start_index + seq_len]`.
+
+    Raises:
+        ValueError: for a `max_wavelength` that is not a finite positive
+            number; at call time (in graph mode too), for `inputs` that are
+            not a float rank-3 tensor, or a `start_index` that is not a
+            non-negative int (a tensor is checked by value when eager).
 
     Example:
 
@@ -87,7 +117,8 @@ class PositionalEncoding(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs, start_index=0):
-        _validation.check_rank("inputs", inputs.shape, 3, "(batch, seq_len, dim)")
+        _check_encoding_inputs(inputs)
+        _check_start_index(start_index)
         table = sinusoidal_table(
             ops.shape(inputs)[1], inputs.shape[-1], start_index, self.max_wavelength
         )
@@ -95,6 +126,10 @@ class PositionalEncoding(keras.layers.Layer):
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, start_index=0):
+        _check_encoding_inputs(inputs)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -115,12 +150,22 @@ class PositionalEmbedding(keras.layers.Layer):
     With `mask_zero=True`, id 0 is padding and the layer emits the Keras
     padding mask `ids != 0`, which the encoder and decoder layers consume.
 
+    Token ids outside `[0, vocabulary_size)` and positions past the learned
+    table are errors, never wrapped or clamped, wherever the layer can see
+    them: eagerly, a `ValueError` naming the ids (or positions); in a graph
+    (`tf.function`, SavedModel) and in TFLite, the table lookup fails (on CPU;
+    TensorFlow's GPU gather returns zeros instead). XLA (`jit_compile=True`)
+    clamps out-of-range lookups: there, lengths known when the function is
+    traced are still checked in Python, but ids, and positions behind a
+    tensor `start_index`, must be checked where they enter (the dataset
+    pipeline, `TranslationGenerator`, the exported signatures).
+
     Args:
         vocabulary_size: positive int, number of token ids.
         embedding_dim: positive int, `d_model` in the paper.
         mask_zero: bool, whether id 0 is padding. Defaults to `True`.
-        max_wavelength: positive number, base of the sinusoid. Defaults to
-            `10000`.
+        max_wavelength: finite positive number, base of the sinusoid.
+            Defaults to `10000`.
         learned_positions: bool, learn the positional table instead of using
             the sinusoid. Defaults to `False`.
         sequence_length: positive int, rows of the learned table (the maximum
@@ -131,13 +176,25 @@ class PositionalEmbedding(keras.layers.Layer):
         **kwargs: base layer arguments such as `name` and `dtype`.
 
     Call arguments:
-        inputs: int tensor of token ids, shape `(batch, seq_len)`.
-        start_index: int or scalar int tensor, position of the first token.
-            Defaults to `0`.
+        inputs: int tensor of token ids in `[0, vocabulary_size)`, shape
+            `(batch, seq_len)`.
+        start_index: non-negative int or scalar int tensor, position of the
+            first token; with learned positions, `start_index + seq_len` must
+            be at most `sequence_length`. Defaults to `0`.
 
     Returns:
         A tensor of shape `(batch, seq_len, embedding_dim)` carrying the
         padding mask when `mask_zero=True`.
+
+    Raises:
+        ValueError: at construction, for an argument out of range (NaN and
+            inf included), a non-bool `mask_zero` or `learned_positions`, or
+            an unknown initializer. At call time: for `inputs` that are not a
+            rank-2 integer tensor (float and string ids included), or a bad
+            `start_index`, in every mode; for positions past the learned
+            table when the length and `start_index` are known in Python
+            (eager, and when tracing a graph or XLA function); for
+            out-of-range ids, eagerly.
 
     Example:
 
@@ -163,7 +220,9 @@ class PositionalEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         _validation.check_positive_int("vocabulary_size", vocabulary_size)
         _validation.check_positive_int("embedding_dim", embedding_dim)
+        _validation.check_bool("mask_zero", mask_zero)
         _validation.check_positive_float("max_wavelength", max_wavelength)
+        _validation.check_bool("learned_positions", learned_positions)
         if learned_positions:
             _validation.check_positive_int("sequence_length", sequence_length)
         else:
@@ -174,7 +233,9 @@ class PositionalEmbedding(keras.layers.Layer):
         self.max_wavelength = max_wavelength
         self.learned_positions = learned_positions
         self.sequence_length = sequence_length
-        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_initializer = _validation.get_initializer(
+            "embeddings_initializer", embeddings_initializer
+        )
         self.supports_masking = mask_zero
         self.token_embedding = keras.layers.Embedding(
             vocabulary_size,
@@ -195,19 +256,73 @@ class PositionalEmbedding(keras.layers.Layer):
             )
 
     def call(self, inputs, start_index=0):
-        _validation.check_rank("inputs", inputs.shape, 2, "(batch, seq_len)")
-        embedded = self.token_embedding(inputs)  # (batch, seq, dim)
-        embedded = embedded * ops.cast(math.sqrt(self.embedding_dim), embedded.dtype)
+        self._check_inputs(inputs)
+        _check_start_index(start_index)
         seq_len = ops.shape(inputs)[1]
         if self.learned_positions:
-            positions = ops.slice(
-                self.position_embeddings, (start_index, 0), (seq_len, self.embedding_dim)
-            )  # (seq, dim)
+            self._check_positions(inputs.shape[1], start_index)
+        ids = self._check_ids(inputs)
+        embedded = self.token_embedding(ids)  # (batch, seq, dim)
+        embedded = embedded * ops.cast(math.sqrt(self.embedding_dim), embedded.dtype)
+        if self.learned_positions:
+            positions = ops.arange(seq_len) + ops.cast(start_index, "int32")
+            # `ops.take` would wrap a negative position to the end of the
+            # table: send it past the end instead, where the gather fails.
+            positions = ops.where(positions < 0, self.sequence_length, positions)
+            positions = ops.take(self.position_embeddings, positions, axis=0)  # (seq, dim)
         else:
             positions = sinusoidal_table(
                 seq_len, self.embedding_dim, start_index, self.max_wavelength
             )  # (seq, dim)
         return embedded + ops.cast(ops.expand_dims(positions, 0), embedded.dtype)
+
+    def _check_inputs(self, inputs):
+        _validation.check_rank("inputs", inputs.shape, 2, "(batch, seq_len)")
+        _validation.check_int_tensor("inputs", inputs)
+
+    def _check_ids(self, inputs):
+        """Token ids outside `[0, vocabulary_size)` are an error, never a wrap.
+
+        Eager values are checked here. In a graph a negative id is replaced
+        by `vocabulary_size`, so that the embedding gather fails loudly on CPU
+        and in TFLite instead of wrapping it to the last row; under XLA the
+        gather clamps, so ids must be checked where they enter.
+        """
+        values = _validation.concrete_value(inputs)
+        if values is not None:
+            bad = values[(values < 0) | (values >= self.vocabulary_size)]
+            if bad.size:
+                raise ValueError(
+                    "`inputs` must hold token ids in [0, vocabulary_size) = "
+                    f"[0, {self.vocabulary_size}). Received: ids "
+                    f"{sorted(set(bad.tolist()))[:10]} in inputs, "
+                    f"vocabulary_size={self.vocabulary_size}"
+                )
+        if keras.backend.standardize_dtype(inputs.dtype) not in ("int32", "int64"):
+            inputs = ops.cast(inputs, "int32")
+        return ops.where(inputs < 0, self.vocabulary_size, inputs)
+
+    def _check_positions(self, seq_len, start_index):
+        """The learned table has `sequence_length` rows: positions past it are an error.
+
+        Checked in Python when the length and `start_index` are known (eager,
+        and at trace time in a graph or under XLA). Otherwise, positions past
+        the table make the gather fail on CPU and in TFLite; under XLA the
+        gather clamps, so callers with a tensor `start_index` (the decoding
+        loops) check their maximum length against `sequence_length`.
+        """
+        if not isinstance(start_index, int):
+            start_index = _validation.concrete_value(start_index)
+        if seq_len is None or start_index is None:
+            return
+        end = int(start_index) + seq_len
+        if end > self.sequence_length:
+            raise ValueError(
+                "Positions past the learned position table: `start_index` + "
+                "`inputs.shape[1]` must be at most `sequence_length`. Received: "
+                f"start_index={int(start_index)}, inputs.shape[1]={seq_len}, "
+                f"sequence_length={self.sequence_length}"
+            )
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
@@ -216,6 +331,14 @@ class PositionalEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape) + (self.embedding_dim,)
+
+    def compute_output_spec(self, inputs, start_index=0):
+        self._check_inputs(inputs)
+        if self.learned_positions:
+            self._check_positions(inputs.shape[1], start_index)
+        return keras.KerasTensor(
+            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -51,16 +51,24 @@ def build_transformer(
         dropout: float in `[0, 1)`, `P_drop`, on embeddings and residuals.
             Defaults to `0.1`.
         activation: feed-forward activation. Defaults to `"relu"`.
-        layer_norm_epsilon: positive float. Defaults to `1e-6`.
+        layer_norm_epsilon: finite positive float. Defaults to `1e-6`.
         normalize_first: bool, pre-norm instead of the paper's post-norm.
             Defaults to `False`.
-        max_wavelength: positive number, sinusoid base. Defaults to `10000`.
+        max_wavelength: finite positive number, sinusoid base. Defaults to
+            `10000`.
         name: string, the model name. Defaults to `"transformer"`.
 
     Returns:
         A `keras.Model` with int inputs `encoder_inputs` `(batch, None)` and
         `decoder_inputs` `(batch, None)` returning logits
-        `(batch, target_len, target_vocabulary_size)`.
+        `(batch, target_len, target_vocabulary_size)`. Ids must lie in
+        `[0, vocabulary_size)`: see `PositionalEmbedding` for where that is
+        checked.
+
+    Raises:
+        ValueError: for an argument that is not an int, float or bool in
+            range (NaN and inf included), an unknown `activation`, or a
+            `model_dim` not divisible by `num_heads`.
 
     Example:
 
@@ -77,8 +85,15 @@ def build_transformer(
     """
     _validation.check_positive_int("source_vocabulary_size", source_vocabulary_size)
     _validation.check_positive_int("target_vocabulary_size", target_vocabulary_size)
+    _validation.check_positive_int("num_layers", num_layers)
     _validation.check_positive_int("model_dim", model_dim)
     _validation.check_positive_int("num_heads", num_heads)
+    _validation.check_positive_int("intermediate_dim", intermediate_dim)
+    _validation.check_rate("dropout", dropout)
+    _validation.get_activation("activation", activation)
+    _validation.check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+    _validation.check_bool("normalize_first", normalize_first)
+    _validation.check_positive_float("max_wavelength", max_wavelength)
     if model_dim % num_heads != 0:
         raise ValueError(
             "`model_dim` must be divisible by `num_heads`. "
