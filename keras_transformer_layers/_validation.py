@@ -5,6 +5,8 @@ received value, in the Keras core form: what is wrong, what is expected, then
 `Received: name=value`.
 """
 
+import math
+
 
 def check_positive_int(name, value):
     # bool is a subclass of int; reject it explicitly.
@@ -41,4 +43,27 @@ def check_rank(name, shape, rank, layout):
         raise ValueError(
             f"`{name}` must be a rank-{rank} tensor shaped {layout}. "
             f"Received: {name}.shape={tuple(shape)}"
+        )
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+
+
+def check_finite_number(name, value):
+    """A real number (not a bool), neither NaN nor infinite."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+
+
+def check_int_in_range(name, value, low, high, what=""):
+    """An integer (not a bool) in `[low, high)`; `what` says what the bounds are."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise ValueError(
+            f"`{name}` must be an integer in [{low}, {high}){what}. Received: {name}={value!r}"
         )
