@@ -96,6 +96,12 @@ def _check_settings(
         raise ValueError(f"`top_p` must be in the range (0, 1]. Received: top_p={top_p!r}")
     _validation.check_finite_number("temperature", temperature)
     _validation.check_positive_float("temperature", temperature)
+    if temperature < np.finfo("float32").tiny:
+        raise ValueError(
+            "`temperature` must be at least the smallest normal float32 "
+            f"({np.finfo('float32').tiny:.4g}): the logits are divided by it in float32, "
+            f"where a smaller one is flushed to 0. Received: temperature={temperature!r}"
+        )
     if seed is not None:
         _check_seed(seed)
     if sample and num_beams > 1:
@@ -208,8 +214,9 @@ class TranslationGenerator:
             limit).
         top_p: optional float in `(0, 1]`, sample from the smallest set of
             tokens whose probability reaches `top_p`. Defaults to `None`.
-        temperature: finite positive float dividing the logits when
-            sampling. Defaults to `1.0`.
+        temperature: finite float, at least the smallest normal float32
+            (about `1.2e-38`), dividing the logits when sampling. Defaults
+            to `1.0`.
         seed: optional int32 (in `[-2**31, 2**31)`), sampling seed; `None`
             draws a new seed from NumPy's global generator on each call.
             Defaults to `None`.
