@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformer_layers.decoding import TranslationGenerator
+from keras_transformer_layers.decoding import TranslationGenerator, length_penalty
 from tests.decoding_fixtures import recompute_greedy, small_model
 
 JIT = pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "xla"])
@@ -184,3 +184,25 @@ def test_logits_wider_than_the_decoder_embedding_are_rejected():
     # Ids 12 and 13 could be generated but not fed back.
     with pytest.raises(ValueError, match=r"`logits`[\s\S]*\(12\)[\s\S]*Received: logits width=14"):
         TranslationGenerator(model)
+
+
+def test_model_and_layer_names_are_checked(model):
+    with pytest.raises(ValueError, match=_match("model", "model='transformer'")):
+        TranslationGenerator("transformer")
+    with pytest.raises(ValueError, match=_match("layer_names", "layer_names=['decoder']")):
+        TranslationGenerator(model, layer_names=["decoder"])
+    # A misspelt role would otherwise be ignored and the default layer used.
+    with pytest.raises(
+        ValueError, match=_match("layer_names", "layer_names keys ['decoder_embeddings']")
+    ):
+        TranslationGenerator(model, layer_names={"decoder_embeddings": "decoder_embedding"})
+
+
+def test_length_penalty_function_checks_its_arguments():
+    assert length_penalty(7, 1.0) == 2.0
+    for alpha in (float("nan"), float("inf"), -0.5, "1"):
+        with pytest.raises(ValueError, match=_match("alpha", f"alpha={alpha!r}")):
+            length_penalty(7, alpha)
+    for length in (float("nan"), -1):
+        with pytest.raises(ValueError, match=_match("length", f"length={length!r}")):
+            length_penalty(length, 1.0)

@@ -6,6 +6,7 @@ written with `ops.slice_update`) inside one `tf.function`. The encoder and the
 cross-attention keys and values run once per source, before the loop.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -45,19 +46,27 @@ def length_penalty(length, alpha):
     sequences.
 
     Args:
-        length: int, float or tensor, the number of generated tokens
-            (the end token included).
-        alpha: non-negative float.
+        length: non-negative int or float, or a tensor, the number of
+            generated tokens (the end token included).
+        alpha: finite non-negative float.
 
     Returns:
         The penalty, a float or float32 tensor shaped like `length`.
+
+    Raises:
+        ValueError: if `alpha`, or a number `length`, is negative, NaN or
+            infinite.
 
     Example:
 
     >>> keras_transformer_layers.decoding.length_penalty(7, 1.0)
     2.0
     """
+    _check_alpha("alpha", alpha)
     if isinstance(length, (int, float)):
+        _validation.check_finite_number("length", length)
+        if length < 0:
+            raise ValueError(f"`length` must be non-negative. Received: length={length!r}")
         return ((5.0 + length) / 6.0) ** alpha
     return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
 
@@ -71,12 +80,7 @@ def _check_settings(
         raise ValueError(
             f"`num_beams` must be an integer >= 1. Received: num_beams={num_beams!r}"
         )
-    _validation.check_finite_number("length_penalty", alpha)
-    if alpha < 0:
-        raise ValueError(
-            "`length_penalty` must be a non-negative number (the GNMT alpha). "
-            f"Received: length_penalty={alpha!r}"
-        )
+    _check_alpha("length_penalty", alpha)
     try:
         penalty = ((5.0 + max_length) / 6.0) ** alpha
     except OverflowError:
@@ -113,6 +117,15 @@ def _check_settings(
         raise ValueError(
             "`top_k` and `top_p` apply to sampling only; pass `sample=True`. "
             f"Received: sample={sample!r}, top_k={top_k!r}, top_p={top_p!r}"
+        )
+
+
+def _check_alpha(name, alpha):
+    _validation.check_finite_number(name, alpha)
+    if alpha < 0:
+        raise ValueError(
+            f"`{name}` must be a non-negative number (the GNMT alpha). "
+            f"Received: {name}={alpha!r}"
         )
 
 
@@ -308,6 +321,14 @@ class TranslationGenerator:
         self.pad_id = pad_id
         self.jit_compile = jit_compile
         self.layer_names = layer_names
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"`model` must be a `keras.Model`. Received: model={model!r}"
+            )
+        if layer_names is not None and not isinstance(layer_names, dict):
+            raise ValueError(
+                f"`layer_names` must be a dict or None. Received: layer_names={layer_names!r}"
+            )
         self._layers = self._find_layers(model, {**DEFAULT_LAYER_NAMES, **(layer_names or {})})
         self._check_model_settings()
         self._function = tf.function(
@@ -321,6 +342,12 @@ class TranslationGenerator:
 
     @staticmethod
     def _find_layers(model, names):
+        unknown = set(names) - set(DEFAULT_LAYER_NAMES)
+        if unknown:
+            raise ValueError(
+                f"`layer_names` keys must be among {sorted(DEFAULT_LAYER_NAMES)}. "
+                f"Received: layer_names keys {sorted(unknown)}"
+            )
         found = {}
         for role, name in names.items():
             try:
@@ -486,6 +513,10 @@ class TranslationGenerator:
             source_ids: int32 tensor `(batch, source_len)`.
             seed: int32 scalar, the sampling seed.
 
+        Unlike `generate`, it does not check `source_ids` (a check inside a
+        compiled graph does not fire under XLA): callers check them first, as
+        `generate` and the exported signatures do.
+
         Returns:
             `(token_ids, scores)`: int32 `(batch, max_length)`, float32 `(batch,)`.
         """
@@ -548,11 +579,6 @@ class TranslationGenerator:
         start = ops.full((batch_size, 1), self.start_id, "int32")
         return ops.slice_update(tokens, (0, 0), start)  # (batch, max_length + 1)
 
-    def _update_finished(self, finished, next_token):
-        if self.end_id is None:
-            return finished
-        return ops.logical_or(finished, ops.equal(next_token, self.end_id))
-
     def _not_done(self, step, finished):
         return ops.logical_and(step < self.max_length, ops.logical_not(ops.all(finished)))
 
@@ -588,7 +614,8 @@ class TranslationGenerator:
             next_token = ops.where(finished, self.pad_id, self._choose(logits, step, seed))
             token_log_prob = ops.take_along_axis(log_probs, next_token[:, None], axis=1)[:, 0]
             scores = scores + ops.where(finished, 0.0, token_log_prob)
-            finished = self._update_finished(finished, next_token)
+            if self.end_id is not None:
+                finished = ops.logical_or(finished, ops.equal(next_token, self.end_id))
             tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
             return step + 1, tokens, cache, finished, scores
 
@@ -644,7 +671,8 @@ class TranslationGenerator:
             cache = ops.take(cache, parent_rows, axis=0)
             finished = ops.take(finished, parent_rows, axis=0)
             lengths = ops.take(lengths, parent_rows, axis=0) + ops.where(finished, 0, 1)
-            finished = self._update_finished(finished, next_token)
+            if self.end_id is not None:
+                finished = ops.logical_or(finished, ops.equal(next_token, self.end_id))
             tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
             return step + 1, tokens, cache, finished, lengths, beam_log_probs
 
