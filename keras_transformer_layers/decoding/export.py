@@ -8,6 +8,12 @@
   op, builtin ops only).
 - `decode_step_tflite`: `encode` and one decoder step as two TFLite models
   without control flow, for delegates that cannot run `WHILE`.
+
+Inputs are checked in every runtime: ids outside the vocabulary, a source
+longer than a learned position table and a step `index` outside the cache
+raise `InvalidArgumentError` in the SavedModel (graph asserts) and make a
+TFLite `invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
+and `SLICE` refuse out-of-range indices), never a silent clamp.
 """
 
 import os
@@ -155,11 +161,15 @@ def generation_signatures(generator, step_batch_size=1, step_source_len=None):
         generator: a `TranslationGenerator`.
         step_batch_size: positive int or `None`, the batch size of the
             `encode`/`decode_step` signatures. Defaults to `1`.
-        step_source_len: positive int or `None`, their source length.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one.
             Defaults to `None` (any).
 
     Returns:
         A dict `{"generate": ..., "encode": ..., "decode_step": ...}`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -188,19 +198,26 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
     `(batch,)`, the whole loop in one `WHILE`), and the single-step pair
     `encode` (`source_ids` to `source_mask`, `cross_attention_cache` and a zero
     `self_attention_cache`) and `decode_step` (`token_ids` `(batch, 1)`,
-    `index`, both caches and `source_mask` to next-token `logits` and the
-    updated `self_attention_cache`), with no control flow.
+    `index` in `[0, max_length)`, both caches and `source_mask` to next-token
+    `logits` and the updated `self_attention_cache`), with no control flow.
+    The step's `logits` of `pad_id` and `start_id` are -1e9, as in
+    `generate`, so an arg-max or sampling loop never picks them. Bad ids,
+    lengths and indices raise `InvalidArgumentError` when a signature runs.
 
     Args:
         generator: a `TranslationGenerator`.
-        path: string, the SavedModel directory.
+        path: string or path, the SavedModel directory.
         step_batch_size: positive int or `None`, the batch size of the
             `encode`/`decode_step` signatures. Defaults to `1`.
-        step_source_len: positive int or `None`, their source length.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one.
             Defaults to `None` (any).
 
     Returns:
         `path`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -247,10 +264,14 @@ def generation_tflite(generator, batch_size=1, source_len=None):
     Args:
         generator: a `TranslationGenerator`.
         batch_size: positive int, the fixed batch size. Defaults to `1`.
-        source_len: positive int or `None`. Defaults to `None`.
+        source_len: positive int or `None`, at most the encoder's learned
+            position table if it has one. Defaults to `None`.
 
     Returns:
         The flat buffer, `bytes`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -278,10 +299,14 @@ def decode_step_tflite(generator, batch_size=1, source_len=8):
     Args:
         generator: a `TranslationGenerator`.
         batch_size: positive int. Defaults to `1`.
-        source_len: positive int, the (padded) source length. Defaults to `8`.
+        source_len: positive int, the (padded) source length, at most the
+            encoder's learned position table if it has one. Defaults to `8`.
 
     Returns:
         `(encode_flat_buffer, decode_step_flat_buffer)`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
