@@ -86,7 +86,9 @@ def test_settings_at_the_edges_are_accepted(model):
 def test_seed_is_not_wrapped(model):
     generator = TranslationGenerator(model, max_length=6, sample=True, temperature=5.0)
     source = np.repeat(np.array([[4, 5, 6, 0]]), 8, axis=0)
-    np.testing.assert_array_equal(generator.generate(source, seed=-5), generator.generate(source, seed=-5))
+    np.testing.assert_array_equal(
+        generator.generate(source, seed=-5), generator.generate(source, seed=-5)
+    )
     with pytest.raises(ValueError, match=_match("seed", "seed=4294967291")):
         generator.generate(source, seed=2**32 - 5)
     with pytest.raises(ValueError, match=_match("seed", "seed='1'")):
@@ -121,7 +123,11 @@ def test_generate_rejects_source_ids_that_are_not_an_integer_matrix(model, sourc
 def test_generate_takes_lists_arrays_and_tensors_alike(model):
     generator = TranslationGenerator(model, max_length=4)
     expected = generator.generate(np.array([[4, 5, 6, 0]], "int32"))
-    for source_ids in ([[4, 5, 6, 0]], np.array([[4, 5, 6, 0]], "uint8"), tf.constant([[4, 5, 6, 0]], tf.int64)):
+    for source_ids in (
+        [[4, 5, 6, 0]],
+        np.array([[4, 5, 6, 0]], "uint8"),
+        tf.constant([[4, 5, 6, 0]], tf.int64),
+    ):
         np.testing.assert_array_equal(generator.generate(source_ids), expected)
     with pytest.raises(ValueError, match=_match("return_scores", "return_scores='yes'")):
         generator.generate([[4, 5]], return_scores="yes")

@@ -149,7 +149,9 @@ def test_reloaded_saved_model_rejects_bad_ids_lengths_and_indices(table_generato
     assert not np.isin(token_ids, [0, START_ID]).any(), token_ids  # inherited exclusion
     path = export_generation_saved_model(table_generator, str(tmp_path / "generator"))
     loaded = tf.saved_model.load(path)
-    serve, encode, step = (loaded.signatures[name] for name in ("serving_default", "encode", "decode_step"))
+    serve, encode, step = (
+        loaded.signatures[name] for name in ("serving_default", "encode", "decode_step")
+    )
     outputs = serve(source_ids=tf.constant(TABLE_SOURCE))
     np.testing.assert_array_equal(outputs["token_ids"], token_ids)
     np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)
@@ -201,8 +203,13 @@ def test_tflite_fails_closed_on_bad_ids_and_lengths(table_generator):
         source_ids=TABLE_SOURCE[:1]
     )
     step = Interpreter(model_content=step_buffer).get_signature_runner()
-    caches = {name: encoded[name] for name in ("self_attention_cache", "cross_attention_cache", "source_mask")}
-    logits = step(token_ids=np.array([[START_ID]], "int32"), index=np.array(0, "int32"), **caches)["logits"]
+    caches = {
+        name: encoded[name]
+        for name in ("self_attention_cache", "cross_attention_cache", "source_mask")
+    }
+    logits = step(
+        token_ids=np.array([[START_ID]], "int32"), index=np.array(0, "int32"), **caches
+    )["logits"]
     np.testing.assert_array_equal(logits[0, [0, START_ID]], -1e9)
     for token, index in ((12, 0), (-1, 0), (START_ID, 4), (START_ID, -1)):
         with pytest.raises(RuntimeError, match="gather index out of bounds"):

@@ -422,10 +422,11 @@ class TranslationGenerator:
             )
         # The last generated token is never fed back: the decoder sees
         # positions 0 (the start token) to max_length - 1.
-        if decoder_embedding.learned_positions and self.max_length > decoder_embedding.sequence_length:
+        table = decoder_embedding.sequence_length if decoder_embedding.learned_positions else None
+        if table is not None and self.max_length > table:
             raise ValueError(
                 "`max_length` must be at most the decoder's learned position table "
-                f"({decoder_embedding.sequence_length} positions, the start token "
+                f"({table} positions, the start token "
                 f"included). Received: max_length={self.max_length!r}"
             )
 
