@@ -391,7 +391,9 @@ class TranslationGenerator:
                 "`pad_id` must be 0: the model's embeddings mask id 0 as padding "
                 f"(`mask_zero=True`). Received: pad_id={self.pad_id!r}"
             )
-        _validation.check_int_in_range("start_id", self.start_id, 0, embedded, vocabulary)
+        _validation.check_int_in_range(
+            "start_id", self.start_id, 0, embedded, f" (the decoder embedding's {embedded} ids)"
+        )
         if self.start_id == self.pad_id:
             raise ValueError(
                 "`start_id` must differ from `pad_id`: the model would mask the start "
@@ -510,13 +512,13 @@ class TranslationGenerator:
     def generate_tensors(self, source_ids, seed=0):
         """The traceable decoding function behind `generate` (and the exports).
 
-        Args:
-            source_ids: int32 tensor `(batch, source_len)`.
-            seed: int32 scalar, the sampling seed.
-
         Unlike `generate`, it does not check `source_ids` (a check inside a
         compiled graph does not fire under XLA): callers check them first, as
         `generate` and the exported signatures do.
+
+        Args:
+            source_ids: int32 tensor `(batch, source_len)`.
+            seed: int32 scalar, the sampling seed.
 
         Returns:
             `(token_ids, scores)`: int32 `(batch, max_length)`, float32 `(batch,)`.
