@@ -31,7 +31,13 @@ from keras_transformer_layers.data.tokenizer import START_ID  # noqa: E402
 from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
-SOURCE_LEN, NEW_TOKENS, NO_END_ID = 32, 64, -1
+SOURCE_LEN, NEW_TOKENS = 32, 64
+
+
+def greedy_token(logits):
+    """Arg-max over the last axis, never padding (0) or the start id, as the generator."""
+    excluded = np.isin(np.arange(VOCABULARY), [0, START_ID])
+    return tf.argmax(tf.where(excluded, -1e9, logits), axis=-1, output_type=tf.int32)
 
 
 def recompute_function(model):
@@ -48,7 +54,7 @@ def recompute_function(model):
             logits = model(
                 {"encoder_inputs": source_ids, "decoder_inputs": tokens[:, : step + 1]}
             )
-            next_token = tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
+            next_token = greedy_token(logits[:, -1])
             tokens = tf.tensor_scatter_nd_update(
                 tokens,
                 tf.stack([tf.range(batch), tf.fill((batch,), step + 1)], axis=1),
@@ -117,7 +123,7 @@ def keras_hub_function(model, jit_compile):
                 )
                 self_caches.append(layer_self)
                 cross_caches.append(layer_cross)
-            next_token = tf.argmax(logits_layer(y)[:, 0], axis=-1, output_type=tf.int32)
+            next_token = greedy_token(logits_layer(y)[:, 0])
             return next_token[:, None], tf.stack(self_caches), tf.stack(cross_caches)
 
         # Step 0 fills the cross-attention cache; later steps reuse it.
@@ -199,7 +205,7 @@ def main():
         VOCABULARY, VOCABULARY, num_layers=NUM_LAYERS, model_dim=MODEL_DIM,
         num_heads=NUM_HEADS, intermediate_dim=INTERMEDIATE_DIM, dropout=0.0,
     )
-    settings = {"max_length": NEW_TOKENS, "end_id": NO_END_ID}
+    settings = {"max_length": NEW_TOKENS, "end_id": None}
     cached = TranslationGenerator(model, **settings)
     cached_jit = TranslationGenerator(model, jit_compile=True, **settings)
     variants = {

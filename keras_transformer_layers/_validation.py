@@ -135,3 +135,21 @@ def concrete_value(tensor):
         return keras.ops.convert_to_numpy(tensor)
     except (NotImplementedError, TypeError, ValueError, AttributeError):
         return None
+
+
+def check_finite_number(name, value):
+    """A real number (not a bool), neither NaN nor infinite."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+
+
+def check_int_in_range(name, value, low, high, what=""):
+    """An integer (not a bool) in `[low, high)`; `what` says what the bounds are."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise ValueError(
+            f"`{name}` must be an integer in [{low}, {high}){what}. Received: {name}={value!r}"
+        )

@@ -1,21 +1,24 @@
 """Generation exported as a SavedModel and as TFLite gives the Keras tokens."""
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from keras_transformer_layers.decoding import (
     TranslationGenerator,
     decode_step_tflite,
     export_generation_saved_model,
+    generation_signatures,
     generation_tflite,
 )
 from keras_transformer_layers.data.tokenizer import END_ID, START_ID
-from tests.decoding_fixtures import sources, trained_model  # noqa: F401
+from tests.decoding_fixtures import small_model, sources, trained_model  # noqa: F401
 
 MAX_LENGTH = 10
 
@@ -104,3 +107,110 @@ def test_tflite_single_step_without_control_flow(keras_generation):
             break
     np.testing.assert_array_equal(generated, token_ids[0, : len(generated)])
     assert np.all(token_ids[0, len(generated) :] == 0)
+
+
+# ---------------------------------------------------------------------------
+# Checks at the export boundary; the padding and start ids are never generated.
+
+
+@pytest.fixture(scope="module")
+def table_generator():
+    """Learned position tables of 4 rows, the output bias favouring ids 0 and 2."""
+    return TranslationGenerator(small_model(table=4), max_length=4)
+
+
+TABLE_SOURCE = np.array([[4, 5, 6, 0], [7, 8, 9, 10]], "int32")
+
+
+def test_exporters_check_their_arguments(table_generator, tmp_path):
+    cases = [
+        (lambda: generation_signatures("generator"), "generator", "generator='generator'"),
+        (lambda: generation_signatures(table_generator, step_batch_size=0), "step_batch_size",
+         "step_batch_size=0"),
+        (lambda: generation_signatures(table_generator, step_source_len=5), "step_source_len",
+         "step_source_len=5"),
+        (lambda: export_generation_saved_model(table_generator, 3), "path", "path=3"),
+        (lambda: generation_tflite(table_generator, batch_size=None), "batch_size",
+         "batch_size=None"),
+        (lambda: generation_tflite(table_generator, source_len=5), "source_len", "source_len=5"),
+        (lambda: decode_step_tflite(table_generator, source_len=None), "source_len",
+         "source_len=None"),
+        (lambda: decode_step_tflite(table_generator, batch_size=1.0), "batch_size",
+         "batch_size=1.0"),
+    ]
+    for export, name, received in cases:
+        with pytest.raises(ValueError, match=rf"`{name}`[\s\S]*Received: {re.escape(received)}"):
+            export()
+    assert not list(tmp_path.iterdir())
+
+
+def test_reloaded_saved_model_rejects_bad_ids_lengths_and_indices(table_generator, tmp_path):
+    token_ids, scores = table_generator.generate(TABLE_SOURCE, return_scores=True)
+    assert not np.isin(token_ids, [0, START_ID]).any(), token_ids  # inherited exclusion
+    path = export_generation_saved_model(table_generator, str(tmp_path / "generator"))
+    loaded = tf.saved_model.load(path)
+    serve, encode, step = (
+        loaded.signatures[name] for name in ("serving_default", "encode", "decode_step")
+    )
+    outputs = serve(source_ids=tf.constant(TABLE_SOURCE))
+    np.testing.assert_array_equal(outputs["token_ids"], token_ids)
+    np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)
+    for signature in (serve, encode):
+        for source, message in (
+            ([[4, 12]], r"`source_ids` must be in \[0, 12\)"),
+            ([[-1, 4]], r"`source_ids` must be in \[0, 12\)"),
+            ([[4, 5, 6, 7, 8]], r"`source_ids` must be at most 4 long"),
+        ):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+                signature(source_ids=tf.constant(source, tf.int32))
+    encoded = encode(source_ids=tf.constant(TABLE_SOURCE[:1]))
+    caches = {
+        "self_attention_cache": encoded["self_attention_cache"],
+        "cross_attention_cache": encoded["cross_attention_cache"],
+        "source_mask": encoded["source_mask"],
+    }
+    logits = step(token_ids=tf.constant([[START_ID]]), index=tf.constant(0), **caches)["logits"]
+    # The exported step excludes padding and start too, so an arg-max loop is safe.
+    np.testing.assert_array_equal(np.asarray(logits)[0, [0, START_ID]], -1e9)
+    assert np.asarray(logits)[0].argmax() == token_ids[0, 0]
+    for token, index, message in (
+        (12, 0, r"`token_ids` must be in \[0, 12\)"),
+        (-1, 0, r"`token_ids` must be in \[0, 12\)"),
+        (START_ID, 4, r"`index` must be in \[0, 4\)"),
+        (START_ID, -1, r"`index` must be in \[0, 4\)"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            step(token_ids=tf.constant([[token]]), index=tf.constant(index), **caches)
+
+
+def test_tflite_fails_closed_on_bad_ids_and_lengths(table_generator):
+    # TFLite has no asserts: its GATHER and SLICE refuse out-of-range indices,
+    # negative ids included, so `invoke` raises RuntimeError.
+    token_ids = table_generator.generate(TABLE_SOURCE[:1])
+    runner = Interpreter(
+        model_content=generation_tflite(table_generator, batch_size=1)
+    ).get_signature_runner()
+    np.testing.assert_array_equal(runner(source_ids=TABLE_SOURCE[:1])["token_ids"], token_ids)
+    for source, message in (
+        ([[4, 12]], "gather index out of bounds"),
+        ([[-1, 4]], "gather index out of bounds"),
+        ([[4, 5, 6, 7, 8]], "Invalid begin and size"),
+    ):
+        with pytest.raises(RuntimeError, match=message):
+            runner(source_ids=np.array(source, "int32"))
+    encode_buffer, step_buffer = decode_step_tflite(table_generator, batch_size=1, source_len=4)
+    encoded = Interpreter(model_content=encode_buffer).get_signature_runner()(
+        source_ids=TABLE_SOURCE[:1]
+    )
+    step = Interpreter(model_content=step_buffer).get_signature_runner()
+    caches = {
+        name: encoded[name]
+        for name in ("self_attention_cache", "cross_attention_cache", "source_mask")
+    }
+    logits = step(
+        token_ids=np.array([[START_ID]], "int32"), index=np.array(0, "int32"), **caches
+    )["logits"]
+    np.testing.assert_array_equal(logits[0, [0, START_ID]], -1e9)
+    for token, index in ((12, 0), (-1, 0), (START_ID, 4), (START_ID, -1)):
+        with pytest.raises(RuntimeError, match="gather index out of bounds"):
+            step(token_ids=np.array([[token]], "int32"), index=np.array(index, "int32"), **caches)

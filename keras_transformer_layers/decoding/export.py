@@ -8,15 +8,77 @@
   op, builtin ops only).
 - `decode_step_tflite`: `encode` and one decoder step as two TFLite models
   without control flow, for delegates that cannot run `WHILE`.
+
+Inputs are checked in every runtime: ids outside the vocabulary, a source
+longer than a learned position table and a step `index` outside the cache
+raise `InvalidArgumentError` in the SavedModel (graph asserts) and make a
+TFLite `invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
+and `SLICE` refuse out-of-range indices), never a silent clamp.
 """
 
+import os
+
 import tensorflow as tf
+
+from keras_transformer_layers import _validation
+from keras_transformer_layers.decoding.generator import TranslationGenerator
+
+
+def _check_generator(generator):
+    if not isinstance(generator, TranslationGenerator):
+        raise ValueError(
+            "`generator` must be a `keras_transformer_layers.decoding.TranslationGenerator`. "
+            f"Received: generator={generator!r}"
+        )
+
+
+def _check_source_len(name, source_len, generator):
+    _validation.check_optional_positive_int(name, source_len)
+    limit = generator.max_source_length
+    if source_len is not None and limit is not None and source_len > limit:
+        raise ValueError(
+            f"`{name}` must be at most the encoder's learned position table ({limit}). "
+            f"Received: {name}={source_len!r}"
+        )
+
+
+def _checked_ids(name, ids, size):
+    """`ids`, checked to lie in `[0, size)` in every runtime.
+
+    The SavedModel runs the asserts (eager, `tf.function`, TF Serving). The
+    TFLite converter drops asserts, but TFLite's `GATHER` fails on an index
+    `>= size`; negative ids, which it would accept, are sent there too, so
+    `invoke` raises instead of reading a wrong row.
+    """
+    message = f"`{name}` must be in [0, {size})"
+    checks = [
+        tf.debugging.assert_non_negative(ids, message=message, summarize=8),
+        tf.debugging.assert_less(ids, size, message=message, summarize=8),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.where(ids < 0, size, ids)
+
+
+def _checked_source_ids(generator, source_ids):
+    source_ids = _checked_ids("source_ids", source_ids, generator.source_vocabulary_size)
+    limit = generator.max_source_length
+    if limit is None:
+        return source_ids
+    check = tf.debugging.assert_less_equal(
+        tf.shape(source_ids)[1],
+        limit,
+        message=f"`source_ids` must be at most {limit} long (the encoder's learned "
+        "position table); received source_len",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(source_ids)
 
 
 def _generation_function(generator, source_shape):
     def generate(source_ids):
         token_ids, scores = generator.generate_tensors(
-            source_ids, tf.constant(generator.seed or 0, tf.int32)
+            _checked_source_ids(generator, source_ids),
+            tf.constant(generator.seed or 0, tf.int32),
         )
         return {"token_ids": token_ids, "scores": scores}
 
@@ -43,7 +105,7 @@ def _step_functions(generator, batch_size, source_len):
         input_signature=[tf.TensorSpec((batch_size, source_len), tf.int32, name="source_ids")]
     )
     def encode(source_ids):
-        source_mask, cross_cache = generator.encode(source_ids)
+        source_mask, cross_cache = generator.encode(_checked_source_ids(generator, source_ids))
         return {
             "source_mask": tf.cast(source_mask, tf.int32),
             "cross_attention_cache": cross_cache,
@@ -60,6 +122,11 @@ def _step_functions(generator, batch_size, source_len):
         ]
     )
     def decode_step(token_ids, index, self_attention_cache, cross_attention_cache, source_mask):
+        token_ids = _checked_ids("token_ids", token_ids, generator.vocabulary_size)
+        # The cache position; a gather makes TFLite fail on it too (see `_checked_ids`).
+        index = tf.gather(
+            tf.range(generator.max_length), _checked_ids("index", index, generator.max_length)
+        )
         logits, self_attention_cache = generator.decode_step(
             token_ids,
             index,
@@ -67,6 +134,8 @@ def _step_functions(generator, batch_size, source_len):
             cross_attention_cache,
             tf.cast(source_mask, tf.bool),
         )
+        # As in `generate`: padding and start ids are never the next token.
+        logits = generator._exclude_special_ids(logits)
         return {"logits": logits, "self_attention_cache": self_attention_cache}
 
     return encode, decode_step
@@ -92,11 +161,15 @@ def generation_signatures(generator, step_batch_size=1, step_source_len=None):
         generator: a `TranslationGenerator`.
         step_batch_size: positive int or `None`, the batch size of the
             `encode`/`decode_step` signatures. Defaults to `1`.
-        step_source_len: positive int or `None`, their source length.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one.
             Defaults to `None` (any).
 
     Returns:
         A dict `{"generate": ..., "encode": ..., "decode_step": ...}`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -105,6 +178,9 @@ def generation_signatures(generator, step_batch_size=1, step_source_len=None):
         model, "/tmp/sm", extra_signatures=generation_signatures(generator))
     ```
     """
+    _check_generator(generator)
+    _validation.check_optional_positive_int("step_batch_size", step_batch_size)
+    _check_source_len("step_source_len", step_source_len, generator)
     encode, decode_step = _step_functions(generator, step_batch_size, step_source_len)
     return {
         "generate": _generation_function(generator, (None, None)),
@@ -122,19 +198,26 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
     `(batch,)`, the whole loop in one `WHILE`), and the single-step pair
     `encode` (`source_ids` to `source_mask`, `cross_attention_cache` and a zero
     `self_attention_cache`) and `decode_step` (`token_ids` `(batch, 1)`,
-    `index`, both caches and `source_mask` to next-token `logits` and the
-    updated `self_attention_cache`), with no control flow.
+    `index` in `[0, max_length)`, both caches and `source_mask` to next-token
+    `logits` and the updated `self_attention_cache`), with no control flow.
+    The step's `logits` of `pad_id` and `start_id` are -1e9, as in
+    `generate`, so an arg-max or sampling loop never picks them. Bad ids,
+    lengths and indices raise `InvalidArgumentError` when a signature runs.
 
     Args:
         generator: a `TranslationGenerator`.
-        path: string, the SavedModel directory.
+        path: string or path, the SavedModel directory.
         step_batch_size: positive int or `None`, the batch size of the
             `encode`/`decode_step` signatures. Defaults to `1`.
-        step_source_len: positive int or `None`, their source length.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one.
             Defaults to `None` (any).
 
     Returns:
         `path`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -144,8 +227,10 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
     serve(source_ids=tf.constant([[5, 6, 7]]))["token_ids"]
     ```
     """
-    module = _module(generator)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"`path` must be a string or path. Received: path={path!r}")
     signatures = generation_signatures(generator, step_batch_size, step_source_len)
+    module = _module(generator)
     module.generate = signatures["generate"]
     module.encode = signatures["encode"]
     module.decode_step = signatures["decode_step"]
@@ -179,10 +264,14 @@ def generation_tflite(generator, batch_size=1, source_len=None):
     Args:
         generator: a `TranslationGenerator`.
         batch_size: positive int, the fixed batch size. Defaults to `1`.
-        source_len: positive int or `None`. Defaults to `None`.
+        source_len: positive int or `None`, at most the encoder's learned
+            position table if it has one. Defaults to `None`.
 
     Returns:
         The flat buffer, `bytes`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -191,6 +280,9 @@ def generation_tflite(generator, batch_size=1, source_len=None):
     interpreter = ai_edge_litert.interpreter.Interpreter(model_content=flat_buffer)
     ```
     """
+    _check_generator(generator)
+    _validation.check_positive_int("batch_size", batch_size)
+    _check_source_len("source_len", source_len, generator)
     module = _module(generator)
     function = _generation_function(generator, (batch_size, source_len))
     return _convert(function.get_concrete_function(), module)
@@ -207,10 +299,14 @@ def decode_step_tflite(generator, batch_size=1, source_len=8):
     Args:
         generator: a `TranslationGenerator`.
         batch_size: positive int. Defaults to `1`.
-        source_len: positive int, the (padded) source length. Defaults to `8`.
+        source_len: positive int, the (padded) source length, at most the
+            encoder's learned position table if it has one. Defaults to `8`.
 
     Returns:
         `(encode_flat_buffer, decode_step_flat_buffer)`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
 
     Example:
 
@@ -218,6 +314,10 @@ def decode_step_tflite(generator, batch_size=1, source_len=8):
     encode_tflite, step_tflite = decode_step_tflite(generator, 1, 8)
     ```
     """
+    _check_generator(generator)
+    _validation.check_positive_int("batch_size", batch_size)
+    _validation.check_positive_int("source_len", source_len)
+    _check_source_len("source_len", source_len, generator)
     module = _module(generator)
     encode, decode_step = _step_functions(generator, batch_size, source_len)
     return (
