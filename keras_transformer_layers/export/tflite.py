@@ -1,6 +1,7 @@
 """TFLite (LiteRT) conversion with builtin ops only, optional quantization."""
 
 import os
+import struct
 
 import keras
 import tensorflow as tf
@@ -82,11 +83,22 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
             The model must compute in float32 (a `mixed_float16` model is
             refused with a clear error; use `quantization="float16"`).
 
+    The file is written, read back and (with `sample_inputs`) run in a
+    staging folder next to `path`, then renamed into place: any failure,
+    including an exception from the comparison, leaves `path` as it was.
+
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`, `"op_names"`
         (sorted distinct op names in every subgraph) and, with
         `sample_inputs`, `"max_abs_diff"` and `"token_agreement"` (see
         `verify_export`); otherwise those two are `None`.
+
+    Raises:
+        ModuleNotFoundError: `ai-edge-litert` is not installed (checked
+            before anything is written; `pip install ai-edge-litert`).
+        ValueError: a bad argument, or a model that does not compute in
+            float32.
+        OSError: the file cannot be written (`path` is left as it was).
 
     Example:
 
@@ -98,6 +110,7 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     print(report["size_bytes"], report["max_abs_diff"])
     ```
     """
+    _io.require_litert("export_tflite")
     _check_quantization(quantization)
     _io.check_model(model)
     _check_float32_compute(model)
@@ -106,18 +119,19 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
         raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
     with _io.atomic_output(path) as staging:
         model.export(staging, format="litert", verbose=False, **_converter_kwargs(quantization))
-    report = {
-        "path": path,
-        "quantization": quantization,
-        "size_bytes": os.path.getsize(path),
-        "op_names": tflite_op_names(path),
-        "max_abs_diff": None,
-        "token_agreement": None,
-    }
-    if sample_inputs is not None:
-        result = verify.verify_export(path, model, sample_inputs)
-        report["max_abs_diff"] = result["max_abs_diff"]
-        report["token_agreement"] = result["token_agreement"]
+        # Read and check the file before it replaces anything at `path`.
+        report = {
+            "path": path,
+            "quantization": quantization,
+            "size_bytes": os.path.getsize(staging),
+            "op_names": tflite_op_names(staging),
+            "max_abs_diff": None,
+            "token_agreement": None,
+        }
+        if sample_inputs is not None:
+            result = verify.verify_export(staging, model, sample_inputs)
+            report["max_abs_diff"] = result["max_abs_diff"]
+            report["token_agreement"] = result["token_agreement"]
     return report
 
 
@@ -135,29 +149,51 @@ def tflite_op_names(path):
     Returns:
         A sorted list of strings.
 
+    Raises:
+        ValueError: `path` is not a readable TFLite flat buffer (missing,
+            truncated or another kind of file).
+        ModuleNotFoundError: `ai-edge-litert` is not installed.
+
     Example:
 
     >>> ops = tflite_op_names("/tmp/model.tflite")
     >>> [op for op in ops if op.startswith("CUSTOM")]
     []
     """
+    _io.require_litert("tflite_op_names")
     from ai_edge_litert import schema_py_generated as schema
 
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(f"`path` must be an existing `.tflite` file. Received: path={path!r}")
     with open(path, "rb") as f:
         buffer = f.read()
-    flat_model = schema.Model.GetRootAs(buffer, 0)
+    # A flat buffer starts with the root offset and the identifier "TFL3".
+    if len(buffer) < 8 or buffer[4:8] != b"TFL3":
+        raise ValueError(
+            "`path` must be a TFLite flat buffer (identifier 'TFL3' at bytes "
+            f"4-8). Received: path={os.fspath(path)!r} ({len(buffer)} bytes "
+            f"starting {buffer[:8]!r})"
+        )
     builtin_names = {
         value: key
         for key, value in vars(schema.BuiltinOperator).items()
         if not key.startswith("_")
     }
     names = set()
-    for i in range(flat_model.OperatorCodesLength()):
-        code = flat_model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            custom = code.CustomCode()
-            names.add("CUSTOM:" + (custom.decode() if custom else "?"))
-        else:
-            names.add(builtin_names.get(builtin, str(builtin)))
+    try:
+        flat_model = schema.Model.GetRootAs(buffer, 0)
+        for i in range(flat_model.OperatorCodesLength()):
+            code = flat_model.OperatorCodes(i)
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                custom = code.CustomCode()
+                names.add("CUSTOM:" + (custom.decode() if custom else "?"))
+            else:
+                names.add(builtin_names.get(builtin, str(builtin)))
+    except (struct.error, IndexError, UnicodeDecodeError) as error:
+        raise ValueError(
+            "`path` is not a readable TFLite flat buffer (truncated or "
+            f"corrupt: {type(error).__name__}: {error}). "
+            f"Received: path={os.fspath(path)!r} ({len(buffer)} bytes)"
+        ) from error
     return sorted(names)
