@@ -229,28 +229,39 @@ def test_tflite_op_names_refuses_truncated_or_foreign_files(tflite_files, tmp_pa
         export.tflite_op_names(str(tmp_path / "missing.tflite"))
 
 
-def test_out_of_range_ids_in_tflite(tflite_files):
+def test_out_of_range_ids_in_tflite(tflite_files, quantized_reports):
     """What LiteRT does with ids outside the vocabulary (builtin ops only, no asserts).
 
-    GATHER checks its bounds: an id >= the vocabulary size raises. A negative
-    id is not caught: Keras' `take` maps -1 to the last row (a `SELECT_V2`
-    in the graph) in Keras and in the file alike, so callers must keep ids
-    non-negative (the SavedModel signatures reject them).
+    GATHER checks its bounds: an id >= the vocabulary size raises. With Keras'
+    own export a negative id is not caught: Keras' `take` maps -1 to the last
+    row (a `SELECT_V2` in the graph), in Keras and in the file alike.
+    `export_tflite` maps negative ids out of range, so GATHER raises for them too.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     model = tflite_files["classifier"]  # PositionalEmbedding(20, 8)
-    runner = Interpreter(
+    keras_runner = Interpreter(
         model_path=str(tflite_files["folder"] / "keras_classifier.tflite")
     ).get_signature_runner()
     for bad in (20, 10**6):
         ids = np.array([[1, bad, 3]], "int32")
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
-            runner(ids=ids)
-    negative = runner(ids=np.array([[1, -1, 3]], "int32"))["output_0"]
-    last_row = runner(ids=np.array([[1, 19, 3]], "int32"))["output_0"]
+            keras_runner(ids=ids)
+    negative = keras_runner(ids=np.array([[1, -1, 3]], "int32"))["output_0"]
+    last_row = keras_runner(ids=np.array([[1, 19, 3]], "int32"))["output_0"]
     np.testing.assert_allclose(negative, last_row, atol=1e-6)
     np.testing.assert_allclose(negative, model(np.array([[1, -1, 3]])), atol=1e-4)
+
+    reports = quantized_reports[0]  # export_tflite, vocabulary 128
+    for quantization in (None, "dynamic_int8"):
+        runner = Interpreter(model_path=reports[quantization]["path"]).get_signature_runner()
+        good = helpers.translation_inputs(128, 1, 4, 3, seed=8)
+        assert runner(**good)["output_0"].shape == (1, 3, 128)
+        for key, bad in [("encoder_inputs", -1), ("decoder_inputs", -5), ("encoder_inputs", 128)]:
+            ids = {k: v.copy() for k, v in good.items()}
+            ids[key][0, 1] = bad
+            with pytest.raises(RuntimeError, match="gather index out of bounds"):
+                runner(**ids)
 
 
 def test_learned_position_table_overrun_raises_in_tflite(tmp_path):
