@@ -199,6 +199,21 @@ def test_signature_checks_run_in_graph_and_eager_calls(learned_export):
     )
 
 
+def test_saved_signatures_hold_the_asserts_and_are_not_xla_compiled(learned_export):
+    """XLA drops `Assert`: the checks fire because Keras saves signatures uncompiled."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(learned_export["path"], "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    library = proto.meta_graphs[0].graph_def.library.function
+    assert sum(node.op == "Assert" for f in library for node in f.node_def) >= 2
+    for function in library:
+        assert not function.attr["_XlaMustCompile"].b, function.signature.name
+        for node in function.node_def:
+            assert not node.attr["_XlaMustCompile"].b, node.name
+
+
 def test_translate_signature_rejects_a_tokenizer_larger_than_the_model():
     """Tokenizer ids reach the model only if they fit its source vocabulary."""
     _, tokenizer = helpers.character_model()  # 14 ids
