@@ -382,3 +382,36 @@ def test_cli_garbage_keras_file_says_what_it_is(tmp_path, capsys):
     assert "File not found" not in line
     assert f"Received: model={str(junk)!r}" in line
     assert os.listdir(tmp_path) == ["junk.keras"]
+
+
+def test_two_artifacts_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    """The CLI's commit: if the second rename fails, the first is undone too."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("old a")
+    (tmp_path / "b.tflite").write_text("old b")
+    before = {name: snapshot(tmp_path / name) for name in ("a", "b.tflite")}
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.fspath(dst) == str(tmp_path / "b.tflite") and f"{os.sep}new{os.sep}" in os.fspath(src):
+            raise OSError(errno.ENOSPC, "injected")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="injected"):
+        with _io.atomic_outputs([str(tmp_path / "a"), str(tmp_path / "b.tflite")]) as (a, b):
+            os.mkdir(a)
+            with open(os.path.join(a, "f"), "w") as f:
+                f.write("new a")
+            with open(b, "w") as f:
+                f.write("new b")
+    assert {name: snapshot(tmp_path / name) for name in ("a", "b.tflite")} == before
+    assert leftovers(tmp_path) == []
+
+
+def test_recovery_skips_files_and_cleans_the_old_staging_layout(tmp_path):
+    (tmp_path / f"{_io.STAGING_PREFIX}notes").write_text("a file, not a staging folder")
+    legacy = tmp_path / f"{_io.STAGING_PREFIX}k3j_x9q2"  # before process ids were recorded
+    (legacy / "sm").mkdir(parents=True)
+    _io.recover_staging(str(tmp_path))
+    assert leftovers(tmp_path) == [f"{_io.STAGING_PREFIX}notes"]

@@ -161,7 +161,7 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001  (one line, OUT_DIR unchanged)
         return _fail(
             f"the export failed ({_one_line(error)}); OUT_DIR was left as it "
-            "was. Fix the cause above, or run "
+            "was. Fix that cause, or run "
             "`keras_transformer_layers.export.export_saved_model` / "
             f"`export_tflite` in Python for the full traceback. "
             f"Received: out_dir={args.out_dir!r}"

@@ -93,13 +93,6 @@ def require_litert(caller):
         ) from error
 
 
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
 def _process_alive(pid):
     if os.name != "posix":
         # No portable liveness check: keep other processes' folders.
@@ -169,16 +162,30 @@ def recover_staging(parent):
     """
     for entry in os.listdir(parent):
         staging = os.path.join(parent, entry)
-        if not entry.startswith(STAGING_PREFIX) or staging in _active_staging:
+        if (
+            not entry.startswith(STAGING_PREFIX)
+            or not os.path.isdir(staging)
+            or staging in _active_staging
+        ):
             continue
         if not os.path.lexists(os.path.join(staging, "committed")):
             owner = _staging_owner(staging)
             if owner is not None and owner != os.getpid() and _process_alive(owner):
                 continue
-            if os.path.lexists(os.path.join(staging, "committing")):
+        try:
+            if not os.path.lexists(os.path.join(staging, "committed")) and os.path.lexists(
+                os.path.join(staging, "committing")
+            ):
                 with open(os.path.join(staging, "targets")) as f:
                     _roll_back(staging, parent, json.load(f))
-        _discard(staging)
+            _discard(staging)
+        except OSError as error:
+            warnings.warn(
+                f"Could not clean up {staging}, left by an export that did not "
+                f"finish ({error}); it is tried again on the next export into "
+                f"{parent}.",
+                stacklevel=3,
+            )
 
 
 def _commit(staging, parent, names):
