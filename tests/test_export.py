@@ -55,8 +55,39 @@ def keras_greedy_translation(model, tokenizer, text):
     return tokenizer.detokenize(np.array([tokens[1:]])).numpy()[0].decode()
 
 
+def learned_positions_model():
+    """Token and learned position tables of 16 ids and 4 positions."""
+    keras.utils.set_random_seed(4)
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = ktl.PositionalEmbedding(16, 8, learned_positions=True, sequence_length=4)(ids)
+    return keras.Model(ids, keras.layers.Dense(3, name="scores")(x))
+
+
 @pytest.fixture(scope="module")
-def fresh_process_run(exported, tmp_path_factory):
+def learned_export(tmp_path_factory):
+    model = learned_positions_model()
+    path = str(tmp_path_factory.mktemp("learned") / "saved_model")
+    export.export_saved_model(model, path)
+    return {"model": model, "path": path}
+
+
+# Inputs outside the embedding tables: (signature, feed, what the error must say).
+BAD_INPUTS = [
+    ("forward", {"encoder_inputs": [[4, 14, 5]], "decoder_inputs": [[1, 2]]},
+     r"`encoder_inputs` must hold token ids in \[0, 14\)\. Received: encoder_inputs with smallest id\] \[4\] \[and largest id\] \[14\]"),
+    ("serving_default", {"encoder_inputs": [[4, 5]], "decoder_inputs": [[1, -1]]},
+     r"`decoder_inputs` must hold token ids in \[0, 14\)\. Received: decoder_inputs with smallest id\] \[-1\]"),
+    ("encoder", {"encoder_inputs": [[1, 10**6]]},
+     r"`encoder_inputs` must hold token ids in \[0, 14\).*\[1000000\]"),
+    ("learned", {"ids": [[1, 16, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[16\]"),
+    ("learned", {"ids": [[-1, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[-1\]"),
+    ("learned", {"ids": [[1, 2, 3, 4, 5]]},
+     r"`ids` must be at most 4 tokens long \(the learned position table\)\. Received: ids of length\] \[5\]"),
+]
+
+
+@pytest.fixture(scope="module")
+def fresh_process_run(exported, learned_export, tmp_path_factory):
     """Runs every signature with TensorFlow alone, in `python -I -S`.
 
     The child gets the venv's site-packages without its `.pth` files, so the
@@ -85,13 +116,27 @@ for i in range(2):
     out[f"logits_{{i}}"] = loaded.signatures["forward"](**feed)["logits"].numpy()
     out[f"encoder_{{i}}"] = loaded.signatures["encoder"](encoder_inputs=feed["encoder_inputs"])["encoder_outputs"].numpy()
 result = loaded.signatures["translate"](text=tf.constant({SOURCES!r}))
+learned = tf.saved_model.load({learned_export["path"]!r})
+out["learned_ok"] = learned.signatures["forward"](ids=tf.constant([[1, 15, 0, 2]]))["scores"].numpy()
+errors = []
+for signature, feed in {[(name, feed) for name, feed, _ in BAD_INPUTS]!r}:
+    function = (learned.signatures["forward"] if signature == "learned"
+                else loaded.signatures[signature])
+    try:
+        function(**{{k: tf.constant(v) for k, v in feed.items()}})
+        errors.append("no error")
+    except tf.errors.InvalidArgumentError as error:
+        errors.append(error.message)
+with open("errors.json", "w") as f:
+    json.dump(errors, f)
 np.savez("outputs.npz", **out)
 print(json.dumps([s.decode() for s in result["translation"].numpy()]))
 print("KTL_LOADED" if "keras_transformer_layers" in sys.modules else "KTL_NOT_LOADED")
 """
     stdout = helpers.run_python(["-I", "-S"], script, cwd=work)
     outputs = dict(np.load(work / "outputs.npz"))
-    return {"stdout": stdout, "outputs": outputs, "inputs": inputs}
+    errors = json.loads((work / "errors.json").read_text())
+    return {"stdout": stdout, "outputs": outputs, "inputs": inputs, "errors": errors}
 
 
 def test_signatures_are_named(exported):
@@ -120,6 +165,63 @@ def test_fresh_process_forward_and_encoder_match_keras(exported, fresh_process_r
             encoder(inputs["encoder_inputs"]),
             atol=1e-5,
         )
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)))
+def test_fresh_process_signatures_reject_ids_outside_the_tables(fresh_process_run, case):
+    """TensorFlow alone, without this package: a loud error, never another row."""
+    assert re.search(BAD_INPUTS[case][2], fresh_process_run["errors"][case]), (
+        fresh_process_run["errors"][case]
+    )
+
+
+def test_fresh_process_learned_positions_in_range_match_keras(learned_export, fresh_process_run):
+    np.testing.assert_allclose(
+        fresh_process_run["outputs"]["learned_ok"],
+        learned_export["model"](np.array([[1, 15, 0, 2]])),
+        atol=1e-6,
+    )
+
+
+def test_signature_checks_run_in_graph_and_eager_calls(learned_export):
+    """The same checks in `forward_function` called eagerly and inside `tf.function`."""
+    forward, _ = export.forward_function(learned_export["model"])
+    graph_forward = tf.function(forward)
+    message = r"`ids` must be at most 4 tokens long"
+    for call in (forward, graph_forward):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            call(tf.constant([[1, 2, 3, 4, 5]]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` must hold token ids in \[0, 16\)"):
+            call(tf.constant([[1, -3]]))
+    ids = np.array([[3, 0, 7, 15]], "int32")
+    np.testing.assert_allclose(
+        graph_forward(tf.constant(ids))["scores"], learned_export["model"](ids), atol=1e-6
+    )
+
+
+def test_saved_signatures_hold_the_asserts_and_are_not_xla_compiled(learned_export):
+    """XLA drops `Assert`: the checks fire because Keras saves signatures uncompiled."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(learned_export["path"], "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    library = proto.meta_graphs[0].graph_def.library.function
+    assert sum(node.op == "Assert" for f in library for node in f.node_def) >= 2
+    for function in library:
+        assert not function.attr["_XlaMustCompile"].b, function.signature.name
+        for node in function.node_def:
+            assert not node.attr["_XlaMustCompile"].b, node.name
+
+
+def test_translate_signature_rejects_a_tokenizer_larger_than_the_model():
+    """Tokenizer ids reach the model only if they fit its source vocabulary."""
+    _, tokenizer = helpers.character_model()  # 14 ids
+    model = helpers.tiny_transformer(8)
+    generator = TranslationGenerator(model, max_length=3)
+    translate = export.text_translation_function(generator, tokenizer, tokenizer).function
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`source_ids` must hold token ids in \[0, 8\).*\[13\]"):
+        tf.function(translate)(tf.constant(["ajj"]))
 
 
 def test_text_signature_translates_like_keras(exported, fresh_process_run):

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -56,7 +57,14 @@ def test_cli_unreadable_file(tmp_path, capsys):
     junk = tmp_path / "junk.keras"
     junk.write_text("not a zip")
     assert cli.main([str(junk), str(tmp_path / "out")]) == 2
-    assert "cannot read MODEL as a Keras model" in capsys.readouterr().err
+    assert "MODEL is not a Keras archive" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # A zip archive that is not a Keras model is reported as unreadable.
+    with zipfile.ZipFile(tmp_path / "zip.keras", "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    assert cli.main([str(tmp_path / "zip.keras"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read MODEL as a Keras model (KeyError:" in err and "config.json" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -213,3 +213,69 @@ def test_quantized_files_are_smaller_and_close(quantized_reports):
     assert reports["dynamic_int8"]["token_agreement"] >= 0.9
     assert logit_scale > 1.0
     assert "DEQUANTIZE" in reports["float16"]["op_names"]
+
+
+def test_tflite_op_names_refuses_truncated_or_foreign_files(tflite_files, tmp_path):
+    data = (tflite_files["folder"] / "keras_classifier.tflite").read_bytes()
+    for size in (0, 4, 8, 64, len(data) // 3, len(data) // 2, len(data) - 1):
+        path = tmp_path / f"cut_{size}.tflite"
+        path.write_bytes(data[:size])
+        with pytest.raises(ValueError, match=rf"`path` .*TFLite flat buffer.*Received: path='.*cut_{size}\.tflite'"):
+            export.tflite_op_names(path)
+    (tmp_path / "x.tflite").write_bytes(b"PK\x03\x04 a zip, not a model")
+    with pytest.raises(ValueError, match=r"identifier 'TFL3'.*Received: path='.*x\.tflite'"):
+        export.tflite_op_names(tmp_path / "x.tflite")
+    with pytest.raises(ValueError, match=r"must be an existing `\.tflite` file. Received: path='.*missing"):
+        export.tflite_op_names(str(tmp_path / "missing.tflite"))
+
+
+def test_out_of_range_ids_in_tflite(tflite_files, quantized_reports):
+    """What LiteRT does with ids outside the vocabulary (builtin ops only, no asserts).
+
+    GATHER checks its bounds: an id >= the vocabulary size raises. With Keras'
+    own export a negative id is not caught: Keras' `take` maps -1 to the last
+    row (a `SELECT_V2` in the graph), in Keras and in the file alike.
+    `export_tflite` maps negative ids out of range, so GATHER raises for them too.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = tflite_files["classifier"]  # PositionalEmbedding(20, 8)
+    keras_runner = Interpreter(
+        model_path=str(tflite_files["folder"] / "keras_classifier.tflite")
+    ).get_signature_runner()
+    for bad in (20, 10**6):
+        ids = np.array([[1, bad, 3]], "int32")
+        with pytest.raises(RuntimeError, match="gather index out of bounds"):
+            keras_runner(ids=ids)
+    negative = keras_runner(ids=np.array([[1, -1, 3]], "int32"))["output_0"]
+    last_row = keras_runner(ids=np.array([[1, 19, 3]], "int32"))["output_0"]
+    np.testing.assert_allclose(negative, last_row, atol=1e-6)
+    np.testing.assert_allclose(negative, model(np.array([[1, -1, 3]])), atol=1e-4)
+
+    reports = quantized_reports[0]  # export_tflite, vocabulary 128
+    for quantization in (None, "dynamic_int8"):
+        runner = Interpreter(model_path=reports[quantization]["path"]).get_signature_runner()
+        good = helpers.translation_inputs(128, 1, 4, 3, seed=8)
+        assert runner(**good)["output_0"].shape == (1, 3, 128)
+        for key, bad in [("encoder_inputs", -1), ("decoder_inputs", -5), ("encoder_inputs", 128)]:
+            ids = {k: v.copy() for k, v in good.items()}
+            ids[key][0, 1] = bad
+            with pytest.raises(RuntimeError, match="gather index out of bounds"):
+                runner(**ids)
+
+
+def test_learned_position_table_overrun_raises_in_tflite(tmp_path):
+    keras.utils.set_random_seed(3)
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = ktl.PositionalEmbedding(16, 8, learned_positions=True, sequence_length=4)(ids)
+    model = keras.Model(ids, keras.layers.Dense(3, name="scores")(x))
+    path = tmp_path / "learned.tflite"
+    report = export.export_tflite(model, path)
+    assert not [op for op in report["op_names"] if op.startswith("CUSTOM")]
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    full = np.array([[1, 2, 3, 4]], "int32")
+    np.testing.assert_allclose(runner(ids=full)["output_0"], model(full), atol=1e-5)
+    with pytest.raises(RuntimeError, match=r"Invalid begin and size.*\(SLICE\) failed"):
+        runner(ids=np.array([[1, 2, 3, 4, 5]], "int32"))

@@ -8,14 +8,19 @@ Usage:
 Writes `OUT_DIR/saved_model` (signatures `forward`, `serving_default` and,
 for encoder-decoder models, `encoder`) and with `--tflite`
 `OUT_DIR/model.tflite` (or `model_<quantize>.tflite`), printing one line per
-step and the largest difference from the Keras model on random inputs. Exits
-with status 2 and a message on a bad path, an unreadable file or a model that
-has no layer of this package.
+step and the largest difference from the Keras model on random inputs.
+
+The artifacts are written to a staging folder and moved into place together
+once all are written and checked: on any failure (a bad or unreadable file,
+a model with no layer of this package, `--tflite` without `ai-edge-litert`,
+a read-only or full disk, a failed conversion) the command exits with status
+2 and one line saying what to do, and OUT_DIR is left exactly as it was.
 """
 
 import argparse
 import os
 import sys
+import zipfile
 
 PACKAGE = "keras_transformer_layers"
 
@@ -66,7 +71,7 @@ def main(argv=None):
             `sys.argv[1:]`.
 
     Returns:
-        `0` on success, `2` on a bad argument or model.
+        `0` on success, `2` on any failure (OUT_DIR is then left as it was).
 
     Example:
 
@@ -95,27 +100,50 @@ def main(argv=None):
         return _fail(f"MODEL must be an existing .keras file. Received: model={args.model!r}")
     if not args.model.endswith(".keras"):
         return _fail(f"MODEL must be a .keras file. Received: model={args.model!r}")
-    if os.path.isfile(args.out_dir):
+    if not zipfile.is_zipfile(args.model):
+        return _fail(
+            "MODEL is not a Keras archive: a .keras file is a zip archive "
+            "written by `model.save`, and this file is not a zip archive "
+            f"(corrupt, truncated or another format). Received: model={args.model!r}"
+        )
+    out_dir = os.path.abspath(args.out_dir)
+    if os.path.isfile(out_dir):
         return _fail(f"OUT_DIR must be a folder, not a file. Received: out_dir={args.out_dir!r}")
-    if os.path.isdir(args.out_dir) and os.listdir(args.out_dir) and not args.overwrite:
+    with_tflite = bool(args.tflite or args.quantize)
+
+    import keras
+    import tensorflow as tf
+
+    import keras_transformer_layers  # noqa: F401  (registers the layers)
+    from keras_transformer_layers.export import _io
+
+    if with_tflite:
+        try:
+            _io.require_litert("--tflite")
+        except ModuleNotFoundError:
+            return _fail(
+                "--tflite and --quantize need the optional package ai-edge-litert; "
+                f"nothing was written. Install it with `{_io.LITERT_INSTALL}`, "
+                "or run without --tflite/--quantize."
+            )
+    try:
+        if os.path.isdir(out_dir):
+            _io.recover_staging(out_dir)
+    except OSError as error:
+        return _write_failure(error, args.out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not args.overwrite:
         return _fail(
             "OUT_DIR exists and is not empty; pass --overwrite to replace its "
             f"exports. Received: out_dir={args.out_dir!r}"
         )
 
-    steps = 3 if (args.tflite or args.quantize) else 2
+    steps = 3 if with_tflite else 2
     print(f"[1/{steps}] Loading {args.model}", flush=True)
-    import keras
-
-    import keras_transformer_layers  # noqa: F401  (registers the layers)
-    from keras_transformer_layers import export
-
     try:
         model = keras.models.load_model(args.model)
     except Exception as error:  # noqa: BLE001  (any load failure is reported)
         return _fail(
-            f"cannot read MODEL as a Keras model ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). "
+            f"cannot read MODEL as a Keras model ({_one_line(error)}). "
             f"Received: model={args.model!r}"
         )
     if not isinstance(model, keras.Model) or not _package_layers(model):
@@ -123,38 +151,78 @@ def main(argv=None):
             f"MODEL has no layer of {PACKAGE}; this command exports models "
             f"built with the package. Received: model={args.model!r}"
         )
-    os.makedirs(args.out_dir, exist_ok=True)
     inputs = _sample_inputs(model)
-
-    saved_model_path = os.path.join(args.out_dir, "saved_model")
-    print(f"[2/{steps}] Writing SavedModel {saved_model_path}", flush=True)
-    signatures = export.export_saved_model(model, saved_model_path, overwrite=args.overwrite)
-    check = export.verify_export(saved_model_path, model, inputs)
-    print(
-        f"      signatures: {', '.join(signatures)}; "
-        f"max |SavedModel - Keras| = {check['max_abs_diff']:.3g}",
-        flush=True,
-    )
-
-    if steps == 3:
-        suffix = f"_{args.quantize}" if args.quantize else ""
-        tflite_path = os.path.join(args.out_dir, f"model{suffix}.tflite")
-        print(f"[3/{steps}] Writing TFLite {tflite_path}", flush=True)
-        report = export.export_tflite(
-            model,
-            tflite_path,
-            quantization=args.quantize,
-            sample_inputs=inputs,
-            overwrite=args.overwrite,
-        )
-        print(
-            f"      {report['size_bytes']} bytes; "
-            f"max |TFLite - Keras| = {report['max_abs_diff']:.3g}; "
-            f"token agreement {report['token_agreement']:.3f}",
-            flush=True,
+    suffix = f"_{args.quantize}" if args.quantize else ""
+    names = ["saved_model"] + ([f"model{suffix}.tflite"] if with_tflite else [])
+    try:
+        _write(model, inputs, out_dir, names, args, steps)
+    except (OSError, tf.errors.OpError) as error:
+        return _write_failure(error, args.out_dir)
+    except Exception as error:  # noqa: BLE001  (one line, OUT_DIR unchanged)
+        return _fail(
+            f"the export failed ({_one_line(error)}); OUT_DIR was left as it "
+            "was. Fix that cause, or run "
+            "`keras_transformer_layers.export.export_saved_model` / "
+            f"`export_tflite` in Python for the full traceback. "
+            f"Received: out_dir={args.out_dir!r}"
         )
     print("done", flush=True)
     return 0
+
+
+def _one_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _write_failure(error, out_dir):
+    return _fail(
+        f"cannot write to OUT_DIR ({_one_line(error)}); it was left as it was. "
+        "Check that it is writable and that the disk has free space, then run "
+        f"again. Received: out_dir={out_dir!r}"
+    )
+
+
+def _write(model, inputs, out_dir, names, args, steps):
+    """Writes every artifact in staging, then moves them all into place at once.
+
+    An OUT_DIR that does not exist yet appears only when every artifact is
+    written and checked; in an existing OUT_DIR the artifacts replace the
+    previous ones together (the previous ones are kept on any failure).
+    """
+    from keras_transformer_layers import export
+    from keras_transformer_layers.export import _io
+
+    created = not os.path.isdir(out_dir)
+    if created:
+        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        _io.recover_staging(os.path.dirname(out_dir))
+    targets = [out_dir] if created else [os.path.join(out_dir, name) for name in names]
+    with _io.atomic_outputs(targets) as staged:
+        if created:
+            os.mkdir(staged[0])
+            paths = [os.path.join(staged[0], name) for name in names]
+        else:
+            paths = staged
+        print(f"[2/{steps}] Writing SavedModel {os.path.join(args.out_dir, names[0])}", flush=True)
+        signatures = export.export_saved_model(model, paths[0])
+        check = export.verify_export(paths[0], model, inputs)
+        print(
+            f"      signatures: {', '.join(signatures)}; "
+            f"max |SavedModel - Keras| = {check['max_abs_diff']:.3g}",
+            flush=True,
+        )
+        if steps == 3:
+            print(f"[3/{steps}] Writing TFLite {os.path.join(args.out_dir, names[1])}", flush=True)
+            report = export.export_tflite(
+                model, paths[1], quantization=args.quantize, sample_inputs=inputs
+            )
+            print(
+                f"      {report['size_bytes']} bytes; "
+                f"max |TFLite - Keras| = {report['max_abs_diff']:.3g}; "
+                f"token agreement {report['token_agreement']:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,79 @@ def _input_specs(model):
     return specs
 
 
+def token_id_limits(model):
+    """`{input name: (vocabulary_size, max_length)}` for inputs read by embeddings.
+
+    `vocabulary_size` is the smallest table of the `PositionalEmbedding` or
+    `keras.layers.Embedding` layers that read the input directly;
+    `max_length` the smallest learned position table among them, or `None`.
+    """
+    from keras_transformer_layers.layers.positional import PositionalEmbedding
+
+    inputs = {id(t): t.name.split(":")[0] for t in keras.tree.flatten(model.input)}
+    limits = {}
+    for layer in model.layers:
+        if isinstance(layer, PositionalEmbedding):
+            size = layer.vocabulary_size
+            length = layer.sequence_length if layer.learned_positions else None
+        elif isinstance(layer, keras.layers.Embedding):
+            size, length = layer.input_dim, None
+        else:
+            continue
+        try:
+            read = keras.tree.flatten(layer.input)
+        except (AttributeError, ValueError):
+            continue  # not called in this model's graph
+        for tensor in read:
+            name = inputs.get(id(tensor))
+            if name is None:
+                continue
+            old_size, old_length = limits.get(name, (size, length))
+            lengths = [n for n in (old_length, length) if n is not None]
+            limits[name] = (min(old_size, size), min(lengths) if lengths else None)
+    return limits
+
+
+def check_token_ids(name, ids, vocabulary_size, max_length=None):
+    """`ids` after graph asserts that they fit the embedding tables.
+
+    The asserts run wherever the SavedModel runs, with TensorFlow alone:
+    ids outside `[0, vocabulary_size)` and, with `max_length`, sequences
+    longer than a learned position table raise `InvalidArgumentError`
+    naming `name`, instead of reading another row of the table.
+    """
+    ids = tf.convert_to_tensor(ids)
+    valid = tf.logical_and(
+        ids >= tf.constant(0, ids.dtype), ids < tf.constant(vocabulary_size, ids.dtype)
+    )
+    checks = [
+        tf.debugging.Assert(
+            tf.reduce_all(valid),
+            [
+                f"`{name}` must hold token ids in [0, {vocabulary_size}). "
+                f"Received: {name} with smallest id",
+                tf.reduce_min(ids),
+                "and largest id",
+                tf.reduce_max(ids),
+            ],
+        )
+    ]
+    if max_length is not None:
+        length = tf.shape(ids)[-1]
+        checks.append(
+            tf.debugging.Assert(
+                length <= max_length,
+                [
+                    f"`{name}` must be at most {max_length} tokens long (the "
+                    f"learned position table). Received: {name} of length",
+                    length,
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
+
+
 def _output_names(model):
     names = list(getattr(model, "output_names", None) or [])
     count = len(keras.tree.flatten(model.output))
@@ -56,7 +129,10 @@ def forward_function(model):
         `(fn, input_signature)`: `fn(*flat_inputs)` returns a dict from output
         name (for `build_transformer` models, `"logits"`) to tensor, with
         `training=False`; `input_signature` is a list of `tf.TensorSpec`
-        named after the model's inputs, batch and lengths dynamic.
+        named after the model's inputs, batch and lengths dynamic. Inputs
+        read by an embedding are checked in the graph: ids outside the
+        vocabulary, or sequences longer than a learned position table,
+        raise `tf.errors.InvalidArgumentError` naming the input.
 
     Example:
 
@@ -71,8 +147,13 @@ def forward_function(model):
     specs = _input_specs(model)
     names = _output_names(model)
     structure = model.input
+    limits = token_id_limits(model)
 
     def forward(*flat_inputs):
+        flat_inputs = [
+            check_token_ids(spec.name, x, *limits[spec.name]) if spec.name in limits else x
+            for spec, x in zip(specs, flat_inputs)
+        ]
         inputs = keras.tree.pack_sequence_as(structure, list(flat_inputs))
         outputs = keras.tree.flatten(model(inputs, training=False))
         return dict(zip(names, outputs))
@@ -94,7 +175,8 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
     Returns:
         `(fn, input_signature)` with `fn(encoder_inputs)` returning
         `{"encoder_outputs": (batch, source_len, model_dim)}`, or `None` when
-        the model has no such input or layer.
+        the model has no such input or layer. Ids are checked like in
+        `forward_function`.
 
     Example:
 
@@ -114,8 +196,11 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
         source[0], model.get_layer(encoder_layer).output, name="encoder_only"
     )
     spec = tf.TensorSpec(source[0].shape, source[0].dtype, name=encoder_input)
+    limits = token_id_limits(model).get(encoder_input)
 
     def encode(encoder_inputs):
+        if limits is not None:
+            encoder_inputs = check_token_ids(encoder_input, encoder_inputs, *limits)
         return {"encoder_outputs": encoder(encoder_inputs, training=False)}
 
     return encode, [spec]
@@ -144,8 +229,18 @@ def export_saved_model(
       single-step functions of `keras_transformer_layers.decoding`.
 
     The weights are stored as variables of the SavedModel; loading needs no
-    Python code from this package. The artifact is written to a temporary
-    folder and renamed into place, so a failure leaves nothing behind.
+    Python code from this package. The token-id inputs of `forward` and
+    `encoder` are checked in the graph: an id outside the vocabulary of the
+    embedding that reads it (negative ids included), or a sequence longer
+    than a learned position table, raises `InvalidArgumentError` naming the
+    input when the SavedModel runs, with TensorFlow alone.
+
+    The artifact is written to a staging folder next to `path` and renamed
+    into place; with `overwrite=True` the previous artifact is renamed aside
+    first and deleted only once the new one is in place. Any failure leaves
+    `path` exactly as it was (absent, or the previous artifact intact), and
+    a staging folder left by a killed process is cleaned up by the next
+    export into the same folder.
 
     Args:
         model: Keras model with inputs.
@@ -164,6 +259,12 @@ def export_saved_model(
 
     Returns:
         The sorted list of signature names written.
+
+    Raises:
+        ValueError: a bad argument (`path` exists without `overwrite=True`,
+            a reserved signature name, a model without inputs).
+        OSError: the artifact cannot be written (read-only or full disk);
+            `path` is left as it was.
 
     Example:
 

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export.saved_model import ExportSignature
 
 
@@ -54,9 +55,14 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
             # The SavedModel tracks the lookup tables, which exist once built.
             tokenizer.build((None,))
     seed = tf.constant(generator.seed or 0, tf.int32)
+    limits = saved_model.token_id_limits(generator.model).get("encoder_inputs")
 
     def translate(text):
         source_ids = tf.cast(source_tokenizer(text), tf.int32)  # (batch, source_len)
+        if limits is not None:
+            # A tokenizer with a larger vocabulary than the model's, or a
+            # text longer than a learned position table, fails loudly.
+            source_ids = saved_model.check_token_ids("source_ids", source_ids, *limits)
         token_ids, _ = generator.generate_tensors(source_ids, seed)  # (batch, max_length)
         return {"translation": target_tokenizer.detokenize(token_ids), "token_ids": token_ids}
 

@@ -1,11 +1,13 @@
 """TFLite (LiteRT) conversion with builtin ops only, optional quantization."""
 
 import os
+import struct
 
 import keras
 import tensorflow as tf
 
 from keras_transformer_layers.export import _io
+from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import verify
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -43,6 +45,45 @@ def _check_float32_compute(model):
         )
 
 
+class _NegativeIdsOutOfRange(keras.layers.Layer):
+    """Maps negative ids to `vocabulary_size`, an id `GATHER` refuses.
+
+    Keras' `take` reads id -1 as the last row; TFLite has no builtin assert
+    op, so this makes the embedding lookup itself fail on negative ids.
+    """
+
+    def __init__(self, vocabulary_size, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+
+    def call(self, ids):
+        return keras.ops.where(ids < 0, keras.ops.cast(self.vocabulary_size, ids.dtype), ids)
+
+
+def _fail_closed_model(model):
+    """`model` behind a layer that sends negative token ids out of range.
+
+    The inputs keep their names, so the `.tflite` signature is unchanged.
+    """
+    limits = saved_model.token_id_limits(model)
+    if not limits:
+        return model
+
+    def new_input(tensor):
+        name = tensor.name.split(":")[0]
+        return keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=name)
+
+    def guard(tensor):
+        name = tensor.name.split(":")[0]
+        if name not in limits:
+            return tensor
+        return _NegativeIdsOutOfRange(limits[name][0], name=f"{name}_id_check")(tensor)
+
+    inputs = keras.tree.map_structure(new_input, model.input)
+    outputs = model(keras.tree.map_structure(guard, inputs))
+    return keras.Model(inputs, outputs, name=model.name)
+
+
 def _converter_kwargs(quantization):
     """Arguments of `model.export(format="litert")` for each quantization."""
     target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
@@ -68,6 +109,13 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     (the LiteRT signature runner does it for you). The weights are frozen
     into the file.
 
+    TFLite has no builtin assert, so ids are checked by the lookups
+    themselves: `GATHER` raises (`RuntimeError: gather index out of bounds`
+    from the interpreter) for an id at or above the vocabulary size and for
+    a negative id (mapped out of range in the file; Keras' own export reads
+    id -1 as the last row), and `SLICE` raises for a sequence longer than a
+    learned position table.
+
     Args:
         model: Keras model with inputs.
         path: output file, ending in `.tflite`. It must not exist unless
@@ -82,11 +130,22 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
             The model must compute in float32 (a `mixed_float16` model is
             refused with a clear error; use `quantization="float16"`).
 
+    The file is written, read back and (with `sample_inputs`) run in a
+    staging folder next to `path`, then renamed into place: any failure,
+    including an exception from the comparison, leaves `path` as it was.
+
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`, `"op_names"`
         (sorted distinct op names in every subgraph) and, with
         `sample_inputs`, `"max_abs_diff"` and `"token_agreement"` (see
         `verify_export`); otherwise those two are `None`.
+
+    Raises:
+        ModuleNotFoundError: `ai-edge-litert` is not installed (checked
+            before anything is written; `pip install ai-edge-litert`).
+        ValueError: a bad argument, or a model that does not compute in
+            float32.
+        OSError: the file cannot be written (`path` is left as it was).
 
     Example:
 
@@ -98,6 +157,7 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     print(report["size_bytes"], report["max_abs_diff"])
     ```
     """
+    _io.require_litert("export_tflite")
     _check_quantization(quantization)
     _io.check_model(model)
     _check_float32_compute(model)
@@ -105,19 +165,22 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     if os.path.isdir(path):
         raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
     with _io.atomic_output(path) as staging:
-        model.export(staging, format="litert", verbose=False, **_converter_kwargs(quantization))
-    report = {
-        "path": path,
-        "quantization": quantization,
-        "size_bytes": os.path.getsize(path),
-        "op_names": tflite_op_names(path),
-        "max_abs_diff": None,
-        "token_agreement": None,
-    }
-    if sample_inputs is not None:
-        result = verify.verify_export(path, model, sample_inputs)
-        report["max_abs_diff"] = result["max_abs_diff"]
-        report["token_agreement"] = result["token_agreement"]
+        _fail_closed_model(model).export(
+            staging, format="litert", verbose=False, **_converter_kwargs(quantization)
+        )
+        # Read and check the file before it replaces anything at `path`.
+        report = {
+            "path": path,
+            "quantization": quantization,
+            "size_bytes": os.path.getsize(staging),
+            "op_names": tflite_op_names(staging),
+            "max_abs_diff": None,
+            "token_agreement": None,
+        }
+        if sample_inputs is not None:
+            result = verify.verify_export(staging, model, sample_inputs)
+            report["max_abs_diff"] = result["max_abs_diff"]
+            report["token_agreement"] = result["token_agreement"]
     return report
 
 
@@ -135,29 +198,51 @@ def tflite_op_names(path):
     Returns:
         A sorted list of strings.
 
+    Raises:
+        ValueError: `path` is not a readable TFLite flat buffer (missing,
+            truncated or another kind of file).
+        ModuleNotFoundError: `ai-edge-litert` is not installed.
+
     Example:
 
     >>> ops = tflite_op_names("/tmp/model.tflite")
     >>> [op for op in ops if op.startswith("CUSTOM")]
     []
     """
+    _io.require_litert("tflite_op_names")
     from ai_edge_litert import schema_py_generated as schema
 
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(f"`path` must be an existing `.tflite` file. Received: path={path!r}")
     with open(path, "rb") as f:
         buffer = f.read()
-    flat_model = schema.Model.GetRootAs(buffer, 0)
+    # A flat buffer starts with the root offset and the identifier "TFL3".
+    if len(buffer) < 8 or buffer[4:8] != b"TFL3":
+        raise ValueError(
+            "`path` must be a TFLite flat buffer (identifier 'TFL3' at bytes "
+            f"4-8). Received: path={os.fspath(path)!r} ({len(buffer)} bytes "
+            f"starting {buffer[:8]!r})"
+        )
     builtin_names = {
         value: key
         for key, value in vars(schema.BuiltinOperator).items()
         if not key.startswith("_")
     }
     names = set()
-    for i in range(flat_model.OperatorCodesLength()):
-        code = flat_model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            custom = code.CustomCode()
-            names.add("CUSTOM:" + (custom.decode() if custom else "?"))
-        else:
-            names.add(builtin_names.get(builtin, str(builtin)))
+    try:
+        flat_model = schema.Model.GetRootAs(buffer, 0)
+        for i in range(flat_model.OperatorCodesLength()):
+            code = flat_model.OperatorCodes(i)
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                custom = code.CustomCode()
+                names.add("CUSTOM:" + (custom.decode() if custom else "?"))
+            else:
+                names.add(builtin_names.get(builtin, str(builtin)))
+    except (struct.error, IndexError, UnicodeDecodeError) as error:
+        raise ValueError(
+            "`path` is not a readable TFLite flat buffer (truncated or "
+            f"corrupt: {type(error).__name__}: {error}). "
+            f"Received: path={os.fspath(path)!r} ({len(buffer)} bytes)"
+        ) from error
     return sorted(names)

@@ -5,6 +5,8 @@ import os
 import keras
 import numpy as np
 
+from keras_transformer_layers.export import _io
+
 
 def _reference_outputs(model, inputs):
     from keras_transformer_layers.export import saved_model
@@ -107,6 +109,11 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
         `argmax` on the last axis (logits); `None` if there are no such
         outputs.
 
+    Raises:
+        ModuleNotFoundError: `artifact` is a `.tflite` file and
+            `ai-edge-litert` is not installed.
+        ValueError: a bad argument.
+
     Example:
 
     ```python
@@ -127,6 +134,7 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
     if os.path.isdir(artifact):
         exported = _saved_model_outputs(artifact, inputs, signature)
     elif artifact.endswith(".tflite") and os.path.isfile(artifact):
+        _io.require_litert("verify_export")
         exported = _tflite_outputs(artifact, inputs, signature, num_threads)
     else:
         raise ValueError(
