@@ -16,12 +16,13 @@ TFLite `invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
 and `SLICE` refuse out-of-range indices), never a silent clamp.
 """
 
-import os
 
 import tensorflow as tf
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.decoding.generator import TranslationGenerator
+from keras_transformer_layers.export import _io
+from keras_transformer_layers.export import saved_model
 
 
 def _check_generator(generator):
@@ -42,36 +43,30 @@ def _check_source_len(name, source_len, generator):
         )
 
 
-def _checked_ids(name, ids, size):
-    """`ids`, checked to lie in `[0, size)` in every runtime.
+def _checked_source_ids(generator, source_ids):
+    return saved_model.check_token_ids(
+        "source_ids",
+        source_ids,
+        generator.source_vocabulary_size,
+        max_length=generator.max_source_length,
+    )
 
-    The SavedModel runs the asserts (eager, `tf.function`, TF Serving). The
-    TFLite converter drops asserts, but TFLite's `GATHER` fails on an index
-    `>= size`; negative ids, which it would accept, are sent there too, so
-    `invoke` raises instead of reading a wrong row.
+
+def _checked_index(index, max_length):
+    """The cache position `index`, checked to lie in `[0, max_length)`.
+
+    The SavedModel runs the asserts; TFLite drops them, so the index is also
+    read through a gather, whose bounds check makes `invoke` fail instead.
     """
-    message = f"`{name}` must be in [0, {size})"
+    message = f"`index` must be in [0, {max_length})"
     checks = [
-        tf.debugging.assert_non_negative(ids, message=message, summarize=8),
-        tf.debugging.assert_less(ids, size, message=message, summarize=8),
+        tf.debugging.assert_non_negative(index, message=message),
+        tf.debugging.assert_less(index, max_length, message=message),
     ]
     with tf.control_dependencies(checks):
-        return tf.where(ids < 0, size, ids)
-
-
-def _checked_source_ids(generator, source_ids):
-    source_ids = _checked_ids("source_ids", source_ids, generator.source_vocabulary_size)
-    limit = generator.max_source_length
-    if limit is None:
-        return source_ids
-    check = tf.debugging.assert_less_equal(
-        tf.shape(source_ids)[1],
-        limit,
-        message=f"`source_ids` must be at most {limit} long (the encoder's learned "
-        "position table); received source_len",
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(source_ids)
+        # A negative index is sent past the end, where the gather fails.
+        index = tf.where(index < 0, max_length, index)
+    return tf.gather(tf.range(max_length), index)
 
 
 def _generation_function(generator, source_shape):
@@ -122,11 +117,8 @@ def _step_functions(generator, batch_size, source_len):
         ]
     )
     def decode_step(token_ids, index, self_attention_cache, cross_attention_cache, source_mask):
-        token_ids = _checked_ids("token_ids", token_ids, generator.vocabulary_size)
-        # The cache position; a gather makes TFLite fail on it too (see `_checked_ids`).
-        index = tf.gather(
-            tf.range(generator.max_length), _checked_ids("index", index, generator.max_length)
-        )
+        token_ids = saved_model.check_token_ids("token_ids", token_ids, generator.vocabulary_size)
+        index = _checked_index(index, generator.max_length)
         logits, self_attention_cache = generator.decode_step(
             token_ids,
             index,
@@ -189,7 +181,9 @@ def generation_signatures(generator, step_batch_size=1, step_source_len=None):
     }
 
 
-def export_generation_saved_model(generator, path, step_batch_size=1, step_source_len=None):
+def export_generation_saved_model(
+    generator, path, step_batch_size=1, step_source_len=None, overwrite=False
+):
     """Saves `generator`'s decoding as a TensorFlow SavedModel.
 
     The SavedModel holds three signatures and needs only TensorFlow to run:
@@ -212,12 +206,17 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
         step_source_len: positive int or `None`, their source length, at
             most the encoder's learned position table if it has one.
             Defaults to `None` (any).
+        overwrite: bool, replace an existing artifact at `path`. The new
+            SavedModel is written aside and swapped in, so a failure leaves
+            `path` as it was. Defaults to `False`.
 
     Returns:
-        `path`.
+        `path`, as an absolute path.
 
     Raises:
-        ValueError: for an argument of the wrong type or out of range.
+        ValueError: for an argument of the wrong type or out of range, or
+            an existing `path` without `overwrite=True`.
+        OSError: the SavedModel cannot be written (`path` is left as it was).
 
     Example:
 
@@ -227,22 +226,22 @@ def export_generation_saved_model(generator, path, step_batch_size=1, step_sourc
     serve(source_ids=tf.constant([[5, 6, 7]]))["token_ids"]
     ```
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"`path` must be a string or path. Received: path={path!r}")
+    path = _io.check_output_path("path", path, overwrite)
     signatures = generation_signatures(generator, step_batch_size, step_source_len)
     module = _module(generator)
     module.generate = signatures["generate"]
     module.encode = signatures["encode"]
     module.decode_step = signatures["decode_step"]
-    tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            "serving_default": module.generate,
-            "encode": module.encode,
-            "decode_step": module.decode_step,
-        },
-    )
+    with _io.atomic_output(path) as staging:
+        tf.saved_model.save(
+            module,
+            staging,
+            signatures={
+                "serving_default": module.generate,
+                "encode": module.encode,
+                "decode_step": module.decode_step,
+            },
+        )
     return path
 
 

@@ -7,7 +7,6 @@ import keras
 import tensorflow as tf
 
 from keras_transformer_layers.export import _io
-from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import verify
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -45,45 +44,6 @@ def _check_float32_compute(model):
         )
 
 
-class _NegativeIdsOutOfRange(keras.layers.Layer):
-    """Maps negative ids to `vocabulary_size`, an id `GATHER` refuses.
-
-    Keras' `take` reads id -1 as the last row; TFLite has no builtin assert
-    op, so this makes the embedding lookup itself fail on negative ids.
-    """
-
-    def __init__(self, vocabulary_size, **kwargs):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-
-    def call(self, ids):
-        return keras.ops.where(ids < 0, keras.ops.cast(self.vocabulary_size, ids.dtype), ids)
-
-
-def _fail_closed_model(model):
-    """`model` behind a layer that sends negative token ids out of range.
-
-    The inputs keep their names, so the `.tflite` signature is unchanged.
-    """
-    limits = saved_model.token_id_limits(model)
-    if not limits:
-        return model
-
-    def new_input(tensor):
-        name = tensor.name.split(":")[0]
-        return keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=name)
-
-    def guard(tensor):
-        name = tensor.name.split(":")[0]
-        if name not in limits:
-            return tensor
-        return _NegativeIdsOutOfRange(limits[name][0], name=f"{name}_id_check")(tensor)
-
-    inputs = keras.tree.map_structure(new_input, model.input)
-    outputs = model(keras.tree.map_structure(guard, inputs))
-    return keras.Model(inputs, outputs, name=model.name)
-
-
 def _converter_kwargs(quantization):
     """Arguments of `model.export(format="litert")` for each quantization."""
     target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
@@ -109,12 +69,11 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     (the LiteRT signature runner does it for you). The weights are frozen
     into the file.
 
-    TFLite has no builtin assert, so ids are checked by the lookups
+    TFLite has no builtin assert, so ids are checked by the table lookups
     themselves: `GATHER` raises (`RuntimeError: gather index out of bounds`
-    from the interpreter) for an id at or above the vocabulary size and for
-    a negative id (mapped out of range in the file; Keras' own export reads
-    id -1 as the last row), and `SLICE` raises for a sequence longer than a
-    learned position table.
+    from the interpreter) for an id outside the vocabulary (a negative id
+    too: `PositionalEmbedding` sends it past the end of its table instead of
+    wrapping it) and for a sequence longer than a learned position table.
 
     Args:
         model: Keras model with inputs.
@@ -165,9 +124,7 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     if os.path.isdir(path):
         raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
     with _io.atomic_output(path) as staging:
-        _fail_closed_model(model).export(
-            staging, format="litert", verbose=False, **_converter_kwargs(quantization)
-        )
+        model.export(staging, format="litert", verbose=False, **_converter_kwargs(quantization))
         # Read and check the file before it replaces anything at `path`.
         report = {
             "path": path,
