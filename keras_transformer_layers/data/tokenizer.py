@@ -395,7 +395,7 @@ class TextTokenizer(keras.layers.Layer):
             ids = ids[tf.newaxis]  # (1, seq)
         # Range first, in the input dtype: a cast could wrap 2**32 + 5 to 5.
         ids = tf.where(
-            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.fill(tf.shape(ids), OOV_ID)
+            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.cast(OOV_ID, ids.dtype)
         )
         ids = tf.cast(ids, tf.int32)
         before_end = tf.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
