@@ -24,6 +24,13 @@ def check_optional_positive_int(name, value):
         check_positive_int(name, value)
 
 
+def check_non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
+        )
+
+
 def check_positive_float(name, value):
     if (
         isinstance(value, bool)
