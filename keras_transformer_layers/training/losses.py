@@ -35,7 +35,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
       `sparse_categorical_crossentropy` does on CPU;
     - under XLA (`jit_compile=True`, Keras' default on GPU), which compiles
       assertions out, the loss and its gradient are NaN, so the reported loss
-      is `nan` and training visibly fails (as with Keras' own loss under XLA).
+      is `nan` and training visibly fails (Keras' own loss is NaN there too).
       `make_translation_dataset` checks the ids it hands the model, which
       catches a too-small vocabulary before any step runs.
 
