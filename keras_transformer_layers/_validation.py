@@ -100,7 +100,12 @@ def check_ids_in_range(name, ids, low, high, high_name, ignore=None):
         return bad
     tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(bad)),
-        [f"{allowed}. Received: {name}=", tf.boolean_mask(ids, bad), f"with {high_name}=", high],
+        [
+            f"{allowed}. Received: {name}=",
+            tf.cast(tf.boolean_mask(ids, bad), tf.int64),  # float labels print as ints
+            f"with {high_name}=",
+            high,
+        ],
         summarize=5,
     )
     return bad

@@ -281,22 +281,25 @@ def test_loss_and_accuracy_equal_numpy_on_valid_labels(
 
 # With 12 classes: too large, far too large, negative (not the padding id).
 _BAD_LABELS = [12, 15, 10**6, -1]
+# An int32 cast would wrap this one to 5.
+_WRAPPING_LABEL = 2**32 + 5
 
 
-@pytest.mark.parametrize("bad", _BAD_LABELS)
+@pytest.mark.parametrize("bad", _BAD_LABELS + [_WRAPPING_LABEL])
 def test_out_of_range_label_is_a_value_error_eagerly(bad):
     y_true = np.array([[1, 11, 0], [4, bad, 0]])
     y_pred = np.zeros((2, 3, 12), "float32")
     message = (
         r"`y_true` must hold ids in \[0, num_classes\) or the padding id 0, with "
-        rf"num_classes=12\. Received: y_true={bad} at index \(1, 1\)"
+        r"num_classes=12\. Received: y_true={} at index \(1, 1\)"
     )
-    with pytest.raises(ValueError, match=message):
+    # Keras hands a loss its labels in the loss dtype (float32), a metric as given.
+    with pytest.raises(ValueError, match=message.format(int(np.float32(bad)))):
         MaskedSparseCategoricalCrossentropy()(y_true, y_pred)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message.format(bad)):
         MaskedAccuracy().update_state(y_true, y_pred)
     # With padding id 11, label 0 is a real class and 11 is padding; `bad` still fails.
-    with pytest.raises(ValueError, match=rf"padding id 11, .*Received: y_true={bad} "):
+    with pytest.raises(ValueError, match=rf"padding id 11, .*Received: y_true={int(np.float32(bad))} "):
         MaskedSparseCategoricalCrossentropy(padding_id=11)(y_true, y_pred)
 
 
@@ -314,7 +317,17 @@ def test_out_of_range_label_fails_in_a_graph(bad):
         tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
 
 
-@pytest.mark.parametrize("bad", _BAD_LABELS)
+def test_wrapping_label_fails_in_a_graph():
+    y_true = np.array([[1, _WRAPPING_LABEL, 0]])
+    y_pred = np.zeros((1, 3, 12), "float32")
+    message = r"`y_true` must hold ids in \[0, num_classes\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedSparseCategoricalCrossentropy())(y_true, y_pred)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
+
+
+@pytest.mark.parametrize("bad", _BAD_LABELS + [_WRAPPING_LABEL])
 def test_out_of_range_label_is_nan_under_xla(bad):
     # XLA compiles assertions out; the loss, its gradient and the accuracy turn NaN.
     y_true = tf.constant([[1, 3, 0], [2, bad, 0]])

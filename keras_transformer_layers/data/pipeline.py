@@ -91,7 +91,8 @@ def _check_batches(batches, sizes, empty_message):
 
     empty = tf.zeros([0, 0], tf.int32)
     sentinel = ({"encoder_inputs": empty, "decoder_inputs": empty}, empty, True)
-    batches = batches.map(check_ids).concatenate(tf.data.Dataset.from_tensors(sentinel))
+    batches = batches.map(check_ids, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = batches.concatenate(tf.data.Dataset.from_tensors(sentinel))
 
     def count(seen, batch):
         last = batch[-1]

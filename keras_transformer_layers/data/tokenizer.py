@@ -388,7 +388,7 @@ class TextTokenizer(keras.layers.Layer):
         if not ids.dtype.is_integer or ids.shape.rank not in (1, 2, None):
             raise ValueError(
                 "`ids` must be an integer tensor of rank 1 or 2. "
-                f"Received: ids with dtype={ids.dtype.name} and shape={tuple(ids.shape)}"
+                f"Received: ids with dtype={ids.dtype.name} and shape={ids.shape}"
             )
         single = ids.shape.rank == 1
         if single:

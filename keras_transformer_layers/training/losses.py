@@ -95,11 +95,12 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         self.padding_id = padding_id
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "int32")
         num_classes = ops.shape(y_pred)[-1]
+        # Checked before the int32 cast, which could wrap 2**32 + 5 to 5.
         out_of_range = _validation.check_ids_in_range(
             "y_true", y_true, 0, num_classes, "num_classes", ignore=self.padding_id
         )
+        y_true = ops.cast(y_true, "int32")
         if self.from_logits:
             log_probs = ops.log_softmax(y_pred, axis=-1)
         else:

@@ -59,10 +59,11 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int32")
+        # Checked before the int32 cast, which could wrap 2**32 + 5 to 5.
         out_of_range = _validation.check_ids_in_range(
             "y_true", y_true, 0, ops.shape(y_pred)[-1], "num_classes", ignore=self.padding_id
         )
+        y_true = ops.cast(y_true, "int32")
         predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         weight = ops.cast(ops.not_equal(y_true, self.padding_id), self.dtype)  # (batch, seq)
         # Under XLA the range check is compiled out: an out-of-range label
