@@ -8,6 +8,7 @@ received value, in the Keras core form: what is wrong, what is expected, then
 import math
 
 import keras
+import numpy as np
 
 
 def check_positive_int(name, value):
@@ -153,3 +154,51 @@ def check_int_in_range(name, value, low, high, what=""):
         raise ValueError(
             f"`{name}` must be an integer in [{low}, {high}){what}. Received: {name}={value!r}"
         )
+
+
+def check_ids_in_range(name, ids, low, high, high_name, ignore=None):
+    """Checks that every entry of int tensor `ids` is in `[low, high)`.
+
+    Entries equal to `ignore` (a padding id) are allowed whatever their value.
+    `high` is an int or a scalar int tensor, named `high_name` in the message.
+
+    Eagerly (any backend) this raises a `ValueError` that echoes the first bad
+    id and its index. In a TensorFlow graph (`tf.function`, `tf.data`) it adds
+    an assertion that raises `tf.errors.InvalidArgumentError` with the same
+    text and the bad ids when the graph runs. XLA (`jit_compile=True`) and
+    other backends' compiled functions drop assertions, so the caller gets the
+    boolean mask of bad entries to fail another way.
+
+    Returns:
+        A bool tensor shaped like `ids`, True at the out-of-range entries.
+    """
+    ids = keras.ops.convert_to_tensor(ids)
+    bad = keras.ops.logical_or(ids < low, ids >= keras.ops.cast(high, ids.dtype))
+    if ignore is not None:
+        bad = keras.ops.logical_and(bad, ids != ignore)
+    allowed = f"`{name}` must hold ids in [{low}, {high_name})"
+    if ignore is not None:
+        allowed += f" or the padding id {ignore}"
+    values = concrete_value(ids)
+    if values is not None:
+        bad_index = np.argwhere(keras.ops.convert_to_numpy(bad))
+        if len(bad_index):
+            index = tuple(int(i) for i in bad_index[0])
+            raise ValueError(
+                f"{allowed}, with {high_name}={int(high)}. "
+                f"Received: {name}={int(values[index])!r} at index {index}"
+            )
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # the graph assertion is TensorFlow's alone
+
+        tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(bad)),
+            [
+                f"{allowed}. Received: {name}=",
+                tf.cast(tf.boolean_mask(ids, bad), tf.int64),  # float labels print as ints
+                f"with {high_name}=",
+                high,
+            ],
+            summarize=5,
+        )
+    return bad

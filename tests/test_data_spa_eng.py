@@ -1,3 +1,4 @@
+import hashlib
 import zipfile
 
 import pytest
@@ -112,3 +113,52 @@ def test_bad_corpus_path_type(tmp_path):
 
 def test_real_corpus_address_in_docstring():
     assert spa_eng.SPA_ENG_URL in spa_eng.SpaEng.__doc__
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n\t\n \n"], ids=["empty", "newline", "whitespace"])
+def test_corpus_without_pairs(tmp_path, text):
+    corpus = tmp_path / "spa.txt"
+    corpus.write_text(text, encoding="utf-8")
+    builder = tfds.builder("spa_eng", corpus_path=str(corpus), data_dir=str(tmp_path / "d"))
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)holds no 'English<TAB>Spanish' pairs: the file is empty or holds only "
+        r"whitespace.*Received: corpus_path='.*spa.txt'",
+    ):
+        builder.download_and_prepare()
+
+
+def test_corpus_too_small_for_every_split(tmp_path):
+    english = [f"Sentence number {i}." for i in range(5)]
+    # Which splits the 5 sentences fill, computed independently of the builder.
+    buckets = [int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % 100 for e in english]
+    assert all(b < 90 for b in buckets)  # all train: validation and test are empty
+    corpus = tmp_path / "spa.txt"
+    corpus.write_text("".join(f"{e}\tFrase {i}.\n" for i, e in enumerate(english)), encoding="utf-8")
+    archive = tmp_path / "spa-eng.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("spa-eng/spa.txt", corpus.read_text(encoding="utf-8"))
+    for path in (corpus, archive):
+        builder = tfds.builder("spa_eng", corpus_path=str(path), data_dir=str(tmp_path / "d"))
+        with pytest.raises(
+            ValueError,
+            match=r"only 5 pairs, too few.*the validation and test split would be empty.*"
+            rf"Received: corpus_path='.*{path.name}'",
+        ):
+            builder.download_and_prepare()
+
+
+def test_corpus_not_utf8(tmp_path):
+    corpus = tmp_path / "spa.txt"
+    corpus.write_bytes("Go.\tVe.\n".encode() + b"Hi.\tHola \xff.\n")
+    builder = tfds.builder("spa_eng", corpus_path=str(corpus), data_dir=str(tmp_path / "d"))
+    with pytest.raises(
+        ValueError, match=r"Line 2 of the corpus is not valid UTF-8.*Received: corpus_path='.*spa.txt'"
+    ):
+        builder.download_and_prepare()
+
+
+def test_split_of_needs_a_string():
+    assert spa_eng.split_of("Go.") in ("train", "validation", "test")
+    with pytest.raises(ValueError, match=r"`english` must be a `str`.*Received: english=b'Go.'"):
+        spa_eng.split_of(b"Go.")

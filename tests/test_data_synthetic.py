@@ -1,4 +1,5 @@
 import datetime
+import re
 
 import numpy as np
 import pytest
@@ -124,3 +125,27 @@ def test_bad_config_values():
         SyntheticTranslationConfig(name="x", task="dates", num_test=0)
     with pytest.raises(ValueError, match=r"cannot hold more.*=80000"):
         SyntheticTranslationConfig(name="x", task="dates", num_train=78000)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("seed", -1),
+        ("seed", 1.5),
+        ("seed", None),
+        ("seed", True),
+        ("num_train", float("nan")),
+        ("num_validation", -3),
+        ("num_train", "100"),
+        ("task", ["dates"]),
+    ],
+)
+def test_config_rejects_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=rf"`{field}`.*Received: {field}={re.escape(repr(value))}"):
+        SyntheticTranslationConfig(name="x", **{field: value})
+
+
+def test_date_to_iso_needs_a_date():
+    assert synthetic.date_to_iso(datetime.datetime(2001, 2, 3, 4, 5)) == "2001-02-03"
+    with pytest.raises(ValueError, match=r"`date`.*Received: date='1941-08-14'"):
+        synthetic.date_to_iso("1941-08-14")

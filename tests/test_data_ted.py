@@ -47,3 +47,20 @@ def test_mocked_ted_goes_through_pipeline(tmp_path, monkeypatch):
     assert inputs["decoder_inputs"].shape == labels.shape
     # Round trip: the first pair's source reads back exactly.
     assert tokenizer.detokenize(inputs["encoder_inputs"][0]).numpy() == examples[0][0]
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1.0, "5"])
+def test_timeout_must_be_finite_and_positive(tmp_path, timeout):
+    with pytest.raises(ValueError, match=rf"`timeout`.*Received: timeout={timeout!r}"):
+        ted.check_url_reachable("http://tfds-probe.invalid/x", timeout=timeout)
+    with pytest.raises(ValueError, match=rf"`timeout`.*Received: timeout={timeout!r}"):
+        ted.load_ted_hrlr("train", data_dir=str(tmp_path), download=True, timeout=timeout)
+
+
+def test_more_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"`url`.*Received: url=None"):
+        ted.check_url_reachable(None)
+    with pytest.raises(ValueError, match=r"`download`.*Received: download='yes'"):
+        ted.load_ted_hrlr("train", data_dir=str(tmp_path), download="yes")
+    with pytest.raises(ValueError, match=r"`split`.*Received: split=None"):
+        ted.load_ted_hrlr(None, data_dir=str(tmp_path))

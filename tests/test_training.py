@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
@@ -259,3 +260,166 @@ def test_adam_trains_under_mixed_float16_with_finite_loss():
         keras.config.set_dtype_policy("float32")
     losses = history.history["loss"]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def _numpy_masked_loss(y_true, y_pred, label_smoothing, from_logits, padding_id):
+    # The documented formula, written out: q = (1 - ls) * one_hot + ls / K,
+    # token loss -sum(q log p), mean over the non-padding tokens.
+    y_pred = y_pred.astype("float64")
+    if from_logits:
+        shifted = y_pred - y_pred.max(-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    else:
+        log_probs = np.log(np.clip(y_pred, 1e-7, 1.0))
+    num_classes = y_pred.shape[-1]
+    real = y_true != padding_id
+    q = (1 - label_smoothing) * np.eye(num_classes)[y_true[real]] + label_smoothing / num_classes
+    return float(-(q * log_probs[real]).sum(-1).sum() / real.sum())
+
+
+def _run(fn, mode):
+    if mode == "eager":
+        return fn
+    return tf.function(fn, jit_compile=mode == "xla")
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize(
+    "label_smoothing, from_logits, padding_id", [(0.0, True, 0), (0.1, True, 0), (0.3, False, 5)]
+)
+def test_loss_and_accuracy_equal_numpy_on_valid_labels(
+    mode, label_smoothing, from_logits, padding_id
+):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3, 5, 7)).astype("float32")
+    y_pred = logits if from_logits else np.asarray(keras.ops.softmax(logits))
+    # Every class id 0..6 appears as a label; the padding id marks the tails.
+    y_true = rng.integers(0, 7, size=(3, 5)).astype("int32")
+    y_true[0, :] = [0, 1, 2, 3, 4]
+    y_true[1, 3:] = padding_id
+    y_true[2, 1:] = padding_id
+    loss = MaskedSparseCategoricalCrossentropy(
+        label_smoothing=label_smoothing, from_logits=from_logits, padding_id=padding_id
+    )
+    value = _run(loss, mode)(y_true, y_pred)
+    expected = _numpy_masked_loss(y_true, y_pred, label_smoothing, from_logits, padding_id)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+    metric = MaskedAccuracy(padding_id=padding_id)
+    _run(metric.update_state, mode)(y_true, y_pred)
+    real = y_true != padding_id
+    np.testing.assert_allclose(
+        float(metric.result()), (y_pred.argmax(-1) == y_true)[real].mean(), rtol=1e-6
+    )
+
+
+# With 12 classes: too large, far too large, negative (not the padding id).
+_BAD_LABELS = [12, 15, 10**6, -1]
+# An int32 cast would wrap this one to 5.
+_WRAPPING_LABEL = 2**32 + 5
+
+
+@pytest.mark.parametrize("bad", _BAD_LABELS + [_WRAPPING_LABEL])
+def test_out_of_range_label_is_a_value_error_eagerly(bad):
+    y_true = np.array([[1, 11, 0], [4, bad, 0]])
+    y_pred = np.zeros((2, 3, 12), "float32")
+    message = (
+        r"`y_true` must hold ids in \[0, num_classes\) or the padding id 0, with "
+        r"num_classes=12\. Received: y_true={} at index \(1, 1\)"
+    )
+    # Keras hands a loss its labels in the loss dtype (float32), a metric as given.
+    with pytest.raises(ValueError, match=message.format(int(np.float32(bad)))):
+        MaskedSparseCategoricalCrossentropy()(y_true, y_pred)
+    with pytest.raises(ValueError, match=message.format(bad)):
+        MaskedAccuracy().update_state(y_true, y_pred)
+    # With padding id 11, label 0 is a real class and 11 is padding; `bad` still fails.
+    with pytest.raises(ValueError, match=rf"padding id 11, .*Received: y_true={int(np.float32(bad))} "):
+        MaskedSparseCategoricalCrossentropy(padding_id=11)(y_true, y_pred)
+
+
+@pytest.mark.parametrize("bad", _BAD_LABELS)
+def test_out_of_range_label_fails_in_a_graph(bad):
+    y_true = np.array([[1, bad, 0]])
+    y_pred = np.zeros((1, 3, 12), "float32")
+    message = (
+        r"(?s)`y_true` must hold ids in \[0, num_classes\) or the padding id 0\. "
+        rf"Received: y_true=.*\[{bad}\].*with num_classes=.*\[12\]"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedSparseCategoricalCrossentropy())(y_true, y_pred)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
+
+
+def test_wrapping_label_fails_in_a_graph():
+    y_true = np.array([[1, _WRAPPING_LABEL, 0]])
+    y_pred = np.zeros((1, 3, 12), "float32")
+    message = r"`y_true` must hold ids in \[0, num_classes\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedSparseCategoricalCrossentropy())(y_true, y_pred)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
+
+
+@pytest.mark.parametrize("bad", _BAD_LABELS + [_WRAPPING_LABEL])
+def test_out_of_range_label_is_nan_under_xla(bad):
+    # XLA compiles assertions out; the loss, its gradient and the accuracy turn NaN.
+    y_true = tf.constant([[1, 3, 0], [2, bad, 0]])
+    logits = tf.Variable(np.random.default_rng(0).normal(size=(2, 3, 12)).astype("float32"))
+    loss = MaskedSparseCategoricalCrossentropy()
+
+    @tf.function(jit_compile=True)
+    def loss_and_gradient(y_true):
+        with tf.GradientTape() as tape:
+            value = loss(y_true, logits)
+        return value, tape.gradient(value, logits)
+
+    value, gradient = loss_and_gradient(y_true)
+    assert np.isnan(float(value))
+    assert np.isnan(gradient.numpy()).any()
+    metric = MaskedAccuracy()
+    tf.function(metric.update_state, jit_compile=True)(y_true, tf.convert_to_tensor(logits))
+    assert np.isnan(float(metric.result()))
+    # The same labels made valid give a finite loss and gradient.
+    value, gradient = loss_and_gradient(tf.where(y_true == bad, 5, y_true))
+    assert np.isfinite(float(value)) and np.isfinite(gradient.numpy()).all()
+
+
+def _tiny_transformer(jit_compile):
+    from keras_transformer_layers import build_transformer
+
+    keras.utils.set_random_seed(0)
+    model = build_transformer(
+        10, 12, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16, dropout=0.0
+    )
+    model.compile(
+        optimizer="adam",
+        loss=MaskedSparseCategoricalCrossentropy(),
+        metrics=[MaskedAccuracy()],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_fails_loudly_on_labels_beyond_the_target_vocabulary(jit_compile):
+    # target_vocabulary_size=12: labels 0..11 train, label 15 must not.
+    model = _tiny_transformer(jit_compile)
+    inputs = {
+        "encoder_inputs": np.array([[2, 5, 6, 3], [2, 7, 3, 0]], "int32"),
+        "decoder_inputs": np.array([[2, 4, 5, 0], [2, 9, 0, 0]], "int32"),
+    }
+    valid = np.array([[4, 5, 3, 0], [9, 3, 0, 0]], "int32")
+    invalid = np.array([[4, 15, 3, 0], [9, 3, 0, 0]], "int32")
+    history = model.fit(inputs, valid, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    assert np.isfinite(history["masked_accuracy"]).all()
+    if not jit_compile:
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"(?s)Received: y_true=.*\[15\].*\[12\]"
+        ):
+            model.fit(inputs, invalid, verbose=0)
+    else:
+        history = model.fit(inputs, invalid, verbose=0).history
+        assert np.isnan(history["loss"]).all()
+        assert np.isnan(history["masked_accuracy"]).all()

@@ -30,8 +30,8 @@ def reversal_arrays(num_examples, vocabulary_size=16, min_length=3, max_length=1
             Defaults to `16`.
         min_length: positive int, shortest source. Defaults to `3`.
         max_length: int `>= min_length`, longest source. Defaults to `10`.
-        seed: int, the NumPy seed; the same seed gives the same pairs.
-            Defaults to `0`.
+        seed: non-negative int, the NumPy seed; the same seed gives the same
+            pairs. Defaults to `0`.
 
     Returns:
         `(inputs, target_out)`: `inputs` is a dict with int32 arrays
@@ -49,6 +49,8 @@ def reversal_arrays(num_examples, vocabulary_size=16, min_length=3, max_length=1
     _validation.check_positive_int("num_examples", num_examples)
     _validation.check_positive_int("min_length", min_length)
     _validation.check_positive_int("max_length", max_length)
+    _validation.check_positive_int("vocabulary_size", vocabulary_size)
+    _validation.check_non_negative_int("seed", seed)
     if vocabulary_size <= FIRST_TOKEN_ID:
         raise ValueError(
             f"`vocabulary_size` must be greater than {FIRST_TOKEN_ID} (ids 0-3 are "
@@ -87,6 +89,7 @@ def reversal_dataset(num_examples, batch_size=64, shuffle=True, **kwargs):
         A `tf.data.Dataset` yielding `({"encoder_inputs", "decoder_inputs"}, target_out)`.
     """
     _validation.check_positive_int("batch_size", batch_size)
+    _validation.check_bool("shuffle", shuffle)
     inputs, target_out = reversal_arrays(num_examples, **kwargs)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, target_out))
     if shuffle:

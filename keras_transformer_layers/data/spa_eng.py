@@ -1,7 +1,6 @@
 """TFDS builder for the Tatoeba English-Spanish pairs read from a local file."""
 
 import hashlib
-import io
 import os
 import zipfile
 
@@ -35,6 +34,10 @@ def split_of(english):
     Returns:
         The split name.
     """
+    if not isinstance(english, str):
+        raise ValueError(
+            f"`english` must be a `str` sentence. Received: english={english!r}"
+        )
     bucket = int(hashlib.sha256(english.encode("utf-8")).hexdigest()[:8], 16) % 100
     for split, share in _SPLIT_BUCKETS:
         if bucket < share:
@@ -61,10 +64,18 @@ def _read_lines(path):
                     "The zip archive holds no `spa.txt`; expected the archive "
                     f"from {SPA_ENG_URL}. Received: corpus_path={path!r}"
                 )
-            with archive.open(members[0]) as raw:
-                return io.TextIOWrapper(raw, encoding="utf-8").read().splitlines()
-    with open(path, encoding="utf-8") as f:
-        return f.read().splitlines()
+            data = archive.read(members[0])
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"Line {line} of the corpus is not valid UTF-8 ({error.reason} at byte "
+            f"{error.start}). Received: corpus_path={path!r}"
+        ) from None
 
 
 class SpaEng(tfds.core.GeneratorBasedBuilder):
@@ -83,6 +94,11 @@ class SpaEng(tfds.core.GeneratorBasedBuilder):
     sentences, chosen by a hash of the English sentence (`split_of`), so all
     translations of one sentence are in one split and the splits are the same
     on every build.
+
+    `download_and_prepare` raises a `ValueError` naming the file when it is
+    not found, not valid UTF-8, holds a line that is not
+    `English<TAB>Spanish`, holds no pair at all (empty or whitespace only), or
+    holds so few pairs that a split would be empty (TFDS cannot write one).
 
     Args:
         corpus_path: optional str, path of `spa-eng.zip` or `spa.txt`. When
@@ -166,6 +182,21 @@ class SpaEng(tfds.core.GeneratorBasedBuilder):
                 )
             english, spanish = fields[0].strip(), fields[1].strip()
             pairs[split_of(english)].append((number, english, spanish))
+        # TFDS cannot write an empty split ("No examples were yielded").
+        total = sum(len(examples) for examples in pairs.values())
+        if not total:
+            raise ValueError(
+                "The corpus holds no 'English<TAB>Spanish' pairs: the file is empty "
+                f"or holds only whitespace. {_INSTRUCTIONS}Received: corpus_path={path!r}"
+            )
+        empty = [split for split, examples in pairs.items() if not examples]
+        if empty:
+            raise ValueError(
+                f"The corpus holds only {total} pairs, too few to fill the train, "
+                "validation and test splits (90/5/5% of the English sentences, by "
+                f"hash): the {' and '.join(empty)} split would be empty. Use the full "
+                f"corpus from {SPA_ENG_URL}. Received: corpus_path={path!r}"
+            )
         return {
             split: self._generate_examples(examples)
             for split, examples in pairs.items()

@@ -22,6 +22,8 @@ import datetime
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_transformer_layers import _validation
+
 _MONTHS = (
     "January",
     "February",
@@ -118,6 +120,10 @@ def _date_formats(date):
 
 def date_to_iso(date):
     """Returns the ISO 8601 form of a `datetime.date`: `"1941-08-14"`."""
+    if not isinstance(date, datetime.date):
+        raise ValueError(
+            f"`date` must be a `datetime.date`. Received: date={date!r}"
+        )
     return f"{date.year:04d}-{date.month:02d}-{date.day:02d}"
 
 
@@ -186,7 +192,8 @@ class SyntheticTranslationConfig(tfds.core.BuilderConfig):
         num_train: positive int, number of training examples.
         num_validation: positive int, number of validation examples.
         num_test: positive int, number of test examples.
-        seed: int, seed of the NumPy generator that draws the examples.
+        seed: non-negative int, seed of the NumPy generator that draws the
+            examples.
 
     Example:
 
@@ -207,18 +214,14 @@ class SyntheticTranslationConfig(tfds.core.BuilderConfig):
     seed: int = 1941
 
     def __post_init__(self):
-        if self.task not in ("dates", "numbers"):
+        if not isinstance(self.task, str) or self.task not in ("dates", "numbers"):
             raise ValueError(
                 "`task` must be 'dates' or 'numbers'. "
                 f"Received: task={self.task!r}"
             )
         for name in ("num_train", "num_validation", "num_test"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(
-                    f"`{name}` must be a positive integer. "
-                    f"Received: {name}={value!r}"
-                )
+            _validation.check_positive_int(name, getattr(self, name))
+        _validation.check_non_negative_int("seed", self.seed)
         total = self.num_train + self.num_validation + self.num_test
         available = _NUM_DATES if self.task == "dates" else _NUM_NUMBERS
         if total > available:

@@ -5,6 +5,8 @@ import urllib.parse
 
 import tensorflow_datasets as tfds
 
+from keras_transformer_layers import _validation
+
 TED_HRLR_NAME = "ted_hrlr_translate/pt_to_en"
 # The archive `ted_hrlr_translate` downloads (see its TFDS builder).
 TED_HRLR_URL = "http://www.phontron.com/data/qi18naacl-dataset.tar.gz"
@@ -19,8 +21,8 @@ def check_url_reachable(url, timeout=5.0):
 
     Args:
         url: str, an `http://` or `https://` address.
-        timeout: positive float, seconds to wait for the connection. Defaults
-            to `5.0`.
+        timeout: finite positive float, seconds to wait for the connection.
+            Defaults to `5.0`.
 
     Returns:
         None.
@@ -31,6 +33,9 @@ def check_url_reachable(url, timeout=5.0):
     check_url_reachable("http://www.phontron.com/data/qi18naacl-dataset.tar.gz")
     ```
     """
+    _validation.check_positive_float("timeout", timeout)
+    if not isinstance(url, str):
+        raise ValueError(f"`url` must be an http(s) address. Received: url={url!r}")
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(
@@ -62,8 +67,8 @@ def load_ted_hrlr(split, data_dir, download=False, timeout=5.0):
         data_dir: str, the TFDS data directory.
         download: bool, whether to download and prepare the dataset when it is
             missing. Defaults to `False`.
-        timeout: positive float, seconds for the reachability probe. Defaults
-            to `5.0`.
+        timeout: finite positive float, seconds for the reachability probe.
+            Defaults to `5.0`.
 
     Returns:
         A `tf.data.Dataset` of `(source, target)` string scalars.
@@ -80,6 +85,12 @@ def load_ted_hrlr(split, data_dir, download=False, timeout=5.0):
             "`data_dir` must be a directory path; the TED loader never uses a "
             f"default location. Received: data_dir={data_dir!r}"
         )
+    if not isinstance(split, str) or not split:
+        raise ValueError(
+            f"`split` must be a TFDS split string such as 'train'. Received: split={split!r}"
+        )
+    _validation.check_bool("download", download)
+    _validation.check_positive_float("timeout", timeout)
     builder = tfds.builder(TED_HRLR_NAME, data_dir=data_dir)
     if not builder.is_prepared():
         if not download:

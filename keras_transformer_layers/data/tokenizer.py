@@ -22,9 +22,13 @@ stays convertible to TFLite.
 """
 
 import collections
+import collections.abc
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from keras_transformer_layers import _validation
 
 PADDING_ID = 0
 OOV_ID = 1
@@ -45,6 +49,10 @@ def split_text(texts, split="character", lowercase=False):
     whitespace. This is the exact splitting `TextTokenizer` and
     `build_vocabulary` use.
 
+    Text is read as UTF-8; bytes that are not valid UTF-8 become U+FFFD
+    (`"\ufffd"`) with `"character"` and stay in their word with `"word"`,
+    so a tokenizer maps them to `[UNK]`.
+
     Args:
         texts: string tensor of rank 0 or 1.
         split: `"character"` or `"word"`. Defaults to `"character"`.
@@ -55,13 +63,18 @@ def split_text(texts, split="character", lowercase=False):
         A string tensor of tokens: rank 1 for a scalar input, a
         `tf.RaggedTensor` of rank 2 for a vector input.
 
+    Raises:
+        ValueError: if `texts` is not a string tensor of rank 0 or 1, or
+            `split` or `lowercase` is invalid.
+
     Example:
 
     >>> split_text(tf.constant("¿Qué?"), split="word", lowercase=True).numpy()
     array([b'\\xc2\\xbf', b'qu\\xc3\\xa9', b'?'], dtype=object)
     """
     _check_split(split)
-    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    _validation.check_bool("lowercase", lowercase)
+    texts = _string_tensor("texts", texts)
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     if split == "character":
@@ -76,8 +89,9 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
     same data always gives the same vocabulary.
 
     Args:
-        texts: an iterable of `str`/`bytes`, or a `tf.data.Dataset` of string
-            scalars (such as one side of the training split).
+        texts: a list or other iterable of `str`/`bytes` (UTF-8), or a
+            `tf.data.Dataset` of string scalars (such as one side of the
+            training split).
         split: `"character"` or `"word"`, as in `split_text`. Defaults to
             `"character"`.
         lowercase: bool, as in `split_text`. Defaults to `False`.
@@ -90,12 +104,19 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
         A list of `str` tokens (without the reserved tokens), ready for
         `TextTokenizer(vocabulary=...)`.
 
+    Raises:
+        ValueError: if `texts` is not an iterable of strings or a dataset of
+            string scalars, holds no string, or holds bytes that are not valid
+            UTF-8 (named by their index); if no token is left; for a bad
+            `split`, `lowercase`, `max_tokens` or `min_count`.
+
     Example:
 
     >>> build_vocabulary(["abca", "b"])
     ['a', 'b', 'c']
     """
     _check_split(split)
+    _validation.check_bool("lowercase", lowercase)
     if max_tokens is not None and (
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= len(RESERVED_TOKENS)
     ):
@@ -107,19 +128,47 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
         raise ValueError(
             f"`min_count` must be a positive integer. Received: min_count={min_count!r}"
         )
-    if not isinstance(texts, tf.data.Dataset):
+    if isinstance(texts, tf.data.Dataset):
+        if texts.element_spec != tf.TensorSpec([], tf.string):
+            raise ValueError(
+                "`texts` must be a `tf.data.Dataset` of string scalars. "
+                f"Received: texts with element_spec={texts.element_spec}"
+            )
+    else:
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, collections.abc.Iterable):
+            raise ValueError(
+                "`texts` must be a list (or other iterable) of strings or a "
+                f"`tf.data.Dataset` of strings. Received: texts={texts!r}"
+            )
         texts = list(texts)
         if not texts:
             raise ValueError(
                 "`texts` holds no strings, so no vocabulary can be built. Pass the "
                 "training sentences. Received: texts=[]"
             )
+        for index, text in enumerate(texts):
+            if not isinstance(text, (str, bytes)):
+                raise ValueError(
+                    "Every entry of `texts` must be a `str` or `bytes`. "
+                    f"Received: texts[{index}]={text!r}"
+                )
         texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+
+    def split_batch(batch):
+        # Valid UTF-8 is unchanged by a UTF-8 to UTF-8 transcoding.
+        valid = tf.equal(tf.strings.unicode_transcode(batch, "UTF-8", "UTF-8"), batch)
+        return batch, valid, split_text(batch, split=split, lowercase=lowercase).flat_values
+
     counts = collections.Counter()
-    batches = texts.batch(1024).map(
-        lambda batch: split_text(batch, split=split, lowercase=lowercase).flat_values
-    )
-    for tokens in batches.as_numpy_iterator():
+    seen = 0
+    for batch, valid, tokens in texts.batch(1024).map(split_batch).as_numpy_iterator():
+        if not valid.all():
+            index = int(np.argmin(valid))
+            raise ValueError(
+                "`texts` must hold UTF-8 text. "
+                f"Received: texts[{seen + index}]={batch[index]!r}, which is not valid UTF-8"
+            )
+        seen += len(batch)
         counts.update(tokens.tolist())
     vocabulary = [
         token.decode("utf-8")
@@ -138,8 +187,31 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
     return vocabulary
 
 
+def _string_tensor(name, texts, allow_column=False):
+    """`texts` as a string tensor of rank 0 or 1, or a `ValueError`.
+
+    With `allow_column`, a `(batch, 1)` tensor is accepted and flattened.
+    """
+    layout = "of rank 0 or 1" + (" (or shaped (batch, 1))" if allow_column else "")
+    try:
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a string tensor {layout}. Received: {name}={texts!r}"
+        ) from None
+    shape = texts.shape
+    if allow_column and shape.rank == 2 and shape[1] == 1:
+        return tf.reshape(texts, [-1])
+    if shape.rank is not None and shape.rank > 1:
+        raise ValueError(
+            f"`{name}` must be a string tensor {layout}. "
+            f"Received: {name}.shape={tuple(shape)}"
+        )
+    return texts
+
+
 def _check_split(split):
-    if split not in _SPLITS:
+    if not isinstance(split, str) or split not in _SPLITS:
         raise ValueError(
             f"`split` must be one of {_SPLITS}. Received: split={split!r}"
         )
@@ -158,7 +230,11 @@ class TextTokenizer(keras.layers.Layer):
 
     Args:
         vocabulary: non-empty list of distinct `str` tokens, without the
-            reserved tokens. Build it offline with `build_vocabulary`.
+            reserved tokens, each one token of `split` (a single character
+            for `"character"`; a word without spaces or a single punctuation
+            mark for `"word"`; lowercase when `lowercase=True`), since any
+            other entry could never match. Build it offline with
+            `build_vocabulary`.
         split: `"character"` (for the synthetic tasks) or `"word"` (words and
             punctuation marks, for real corpora). Defaults to `"character"`.
         lowercase: bool, lowercase the input before splitting. Defaults to
@@ -166,8 +242,9 @@ class TextTokenizer(keras.layers.Layer):
         **kwargs: base layer arguments such as `name`.
 
     Call arguments:
-        inputs: string tensor of shape `(batch,)` (a scalar counts as a batch
-            of one).
+        inputs: string tensor of shape `(batch,)` or `(batch, 1)` (a scalar
+            counts as a batch of one). Bytes that are not valid UTF-8 read as
+            `[UNK]`.
 
     Returns:
         An int32 tensor `(batch, max_tokens_in_batch + 2)`.
@@ -213,9 +290,22 @@ class TextTokenizer(keras.layers.Layer):
                 f"Received: vocabulary with duplicates {duplicates!r}"
             )
         _check_split(split)
-        if not isinstance(lowercase, bool):
+        _validation.check_bool("lowercase", lowercase)
+        # An entry matches only if splitting it gives exactly itself: with
+        # "character" one character, with "word" one word or punctuation mark,
+        # and lowercase when `lowercase` is True.
+        tokens = split_text(tf.constant(list(vocabulary)), split=split, lowercase=lowercase)
+        never = [
+            entry
+            for entry, row in zip(vocabulary, tokens.to_list())
+            if row != [entry.encode("utf-8")]
+        ]
+        if never:
             raise ValueError(
-                f"`lowercase` must be a bool. Received: lowercase={lowercase!r}"
+                f"Every `vocabulary` entry must be one token of split={split!r}"
+                f"{' lowercased' if lowercase else ''} (one character for "
+                "'character'; one word or punctuation mark for 'word'), or it can "
+                f"never match. Received: vocabulary entries {never!r}"
             )
         self.vocabulary = list(vocabulary)
         self.split = split
@@ -245,7 +335,11 @@ class TextTokenizer(keras.layers.Layer):
 
         Returns:
             int32 ids: rank 1 for a scalar, a `tf.RaggedTensor` for a vector.
+
+        Raises:
+            ValueError: if `inputs` is not a string tensor of rank 0 or 1.
         """
+        inputs = _string_tensor("inputs", inputs)
         tokens = split_text(inputs, split=self.split, lowercase=self.lowercase)
         if isinstance(tokens, tf.RaggedTensor):
             ids = self.lookup(tokens.flat_values)
@@ -256,7 +350,7 @@ class TextTokenizer(keras.layers.Layer):
         self.lookup.build((None,))
 
     def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        inputs = _string_tensor("inputs", inputs, allow_column=True)
         ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
         batch = ids.nrows()
         start = tf.fill([batch, 1], START_ID)
@@ -281,14 +375,29 @@ class TextTokenizer(keras.layers.Layer):
 
         Returns:
             A string scalar or a `(batch,)` string tensor.
+
+        Raises:
+            ValueError: if `ids` is not an integer tensor of rank 1 or 2.
         """
-        ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
+        try:
+            ids = tf.convert_to_tensor(ids)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"`ids` must be an integer tensor of rank 1 or 2. Received: ids={ids!r}"
+            ) from None
+        if not ids.dtype.is_integer or ids.shape.rank not in (1, 2, None):
+            raise ValueError(
+                "`ids` must be an integer tensor of rank 1 or 2. "
+                f"Received: ids with dtype={ids.dtype.name} and shape={ids.shape}"
+            )
         single = ids.shape.rank == 1
         if single:
             ids = ids[tf.newaxis]  # (1, seq)
+        # Range first, in the input dtype: a cast could wrap 2**32 + 5 to 5.
         ids = tf.where(
-            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.fill(tf.shape(ids), OOV_ID)
+            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.cast(OOV_ID, ids.dtype)
         )
+        ids = tf.cast(ids, tf.int32)
         before_end = tf.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
         keep = before_end & (ids != PADDING_ID) & (ids != START_ID)
         tokens = tf.gather(tf.constant(self.get_vocabulary()), ids)

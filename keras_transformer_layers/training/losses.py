@@ -22,6 +22,23 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     (reduction `"sum"` over pre-divided values), so the value is the same
     whether or not `y_pred` carries a Keras mask.
 
+    Every other label must be a class id in `[0, num_classes)`, where
+    `num_classes` is the last dimension of `y_pred`. An out-of-range label
+    (say 15 with 12 classes, or -1 with padding id 0) is an error, never a
+    silently ignored token:
+
+    - eagerly, the call raises a `ValueError` naming the label and
+      `num_classes`;
+    - in a graph (`tf.function`, `model.fit` with `jit_compile=False`, the
+      default on CPU) an assertion raises `tf.errors.InvalidArgumentError`
+      with the same text and the bad labels when the step runs, as Keras' own
+      `sparse_categorical_crossentropy` does on CPU;
+    - under XLA (`jit_compile=True`, Keras' default on GPU), which compiles
+      assertions out, the loss and its gradient are NaN, so the reported loss
+      is `nan` and training visibly fails (Keras' own loss is NaN there too).
+      `make_translation_dataset` checks the ids it hands the model, which
+      catches a too-small vocabulary before any step runs.
+
     Args:
         label_smoothing: float in `[0, 1)`. Defaults to `0.1`.
         from_logits: bool, whether `y_pred` holds logits (else
@@ -39,6 +56,11 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
 
     Returns:
         A scalar loss.
+
+    Raises:
+        ValueError: at construction, for a bad argument; eagerly, at call
+            time, for a label outside `[0, num_classes)` that is not the
+            padding id.
 
     Example:
 
@@ -73,8 +95,12 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         self.padding_id = padding_id
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "int32")
         num_classes = ops.shape(y_pred)[-1]
+        # Checked before the int32 cast, which could wrap 2**32 + 5 to 5.
+        out_of_range = _validation.check_ids_in_range(
+            "y_true", y_true, 0, num_classes, "num_classes", ignore=self.padding_id
+        )
+        y_true = ops.cast(y_true, "int32")
         if self.from_logits:
             log_probs = ops.log_softmax(y_pred, axis=-1)
         else:
@@ -83,6 +109,10 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         smoothing = ops.cast(self.label_smoothing, log_probs.dtype)
         target = target * (1.0 - smoothing) + smoothing / ops.cast(num_classes, log_probs.dtype)
         token_loss = -ops.sum(target * log_probs, axis=-1)  # (batch, seq)
+        # Under XLA the range check above is compiled out: an out-of-range
+        # label makes its token's loss and gradient NaN instead.
+        nan_if_out_of_range = ops.where(out_of_range, float("nan"), 1.0)
+        token_loss = token_loss * ops.cast(nan_if_out_of_range, token_loss.dtype)
         mask = ops.cast(ops.not_equal(y_true, self.padding_id), token_loss.dtype)
         # Pre-divide by the number of real tokens; the "sum" reduction adds up.
         return ops.divide_no_nan(token_loss * mask, ops.sum(mask))

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_transformer_layers import _validation
+
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class MaskedAccuracy(keras.metrics.Metric):
@@ -12,6 +14,11 @@ class MaskedAccuracy(keras.metrics.Metric):
     the prediction there. The state is two running sums (correct tokens and
     real tokens), so the result over an epoch is token-weighted, not an
     average of per-batch accuracies.
+
+    Every other label must be a class id in `[0, num_classes)` (the last
+    dimension of `y_pred`); as in `MaskedSparseCategoricalCrossentropy`, an
+    out-of-range label raises a `ValueError` eagerly, an
+    `InvalidArgumentError` in a graph, and makes the result NaN under XLA.
 
     Args:
         padding_id: non-negative int, the label id that marks padding.
@@ -26,6 +33,11 @@ class MaskedAccuracy(keras.metrics.Metric):
 
     Returns:
         `result()` is a float scalar in `[0, 1]`.
+
+    Raises:
+        ValueError: at construction, for a bad `padding_id`; eagerly, in
+            `update_state`, for a label outside `[0, num_classes)` that is not
+            the padding id.
 
     Example:
 
@@ -47,9 +59,17 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        # Checked before the int32 cast, which could wrap 2**32 + 5 to 5.
+        out_of_range = _validation.check_ids_in_range(
+            "y_true", y_true, 0, ops.shape(y_pred)[-1], "num_classes", ignore=self.padding_id
+        )
         y_true = ops.cast(y_true, "int32")
         predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         weight = ops.cast(ops.not_equal(y_true, self.padding_id), self.dtype)  # (batch, seq)
+        # Under XLA the range check is compiled out: an out-of-range label
+        # makes the counts, so the result, NaN instead.
+        nan_if_out_of_range = ops.where(out_of_range, float("nan"), 1.0)
+        weight = weight * ops.cast(nan_if_out_of_range, weight.dtype)
         if sample_weight is not None:
             sample_weight = ops.cast(sample_weight, self.dtype)
             if len(ops.shape(sample_weight)) == 1:
