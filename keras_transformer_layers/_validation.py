@@ -126,6 +126,18 @@ def check_static_shape(name, shape, expected, layout):
         )
 
 
+def check_features(name, tensor, model_dim):
+    """A float tensor `(..., model_dim)`, `model_dim` being the width a layer was built with."""
+    check_float_tensor(name, tensor)
+    shape = tuple(tensor.shape)
+    check_static_shape(
+        name,
+        shape,
+        (None,) * (len(shape) - 1) + (model_dim,),
+        "(..., model_dim) with the model_dim the layer was built with",
+    )
+
+
 def concrete_value(tensor):
     """The NumPy value of an eager tensor, or `None` for a symbolic one.
 

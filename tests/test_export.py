@@ -186,7 +186,11 @@ def test_fresh_process_learned_positions_in_range_match_keras(learned_export, fr
 def test_signature_checks_run_in_graph_and_eager_calls(learned_export):
     """The same checks in `forward_function` called eagerly and inside `tf.function`."""
     forward, _ = export.forward_function(learned_export["model"])
-    graph_forward = tf.function(forward)
+    # Any length, as in the SavedModel: with a static length the layer itself
+    # would refuse a too-long input while tracing.
+    graph_forward = tf.function(
+        forward, input_signature=[tf.TensorSpec((None, None), tf.int32)]
+    )
     message = r"`ids` must be at most 4 tokens long"
     for call in (forward, graph_forward):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):

@@ -13,7 +13,7 @@ Inputs are checked in every runtime: ids outside the vocabulary, a source
 longer than a learned position table and a step `index` outside the cache
 raise `InvalidArgumentError` in the SavedModel (graph asserts) and make a
 TFLite `invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
-and `SLICE` refuse out-of-range indices), never a silent clamp.
+refuses out-of-range indices), never a silent clamp.
 """
 
 

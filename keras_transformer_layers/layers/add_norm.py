@@ -71,19 +71,12 @@ class AddNorm(keras.layers.Layer):
         self._model_dim = inputs_shape[-1]
 
     def _check_inputs(self, inputs, sublayer_output):
-        _validation.check_float_tensor("inputs", inputs)
+        _validation.check_features("inputs", inputs, self._model_dim)
         _validation.check_float_tensor("sublayer_output", sublayer_output)
-        shape = tuple(inputs.shape)
-        _validation.check_static_shape(
-            "inputs",
-            shape,
-            (None,) * (len(shape) - 1) + (self._model_dim,),
-            "(..., model_dim) with the model_dim the layer was built with",
-        )
         # No broadcasting: a (batch, 1, dim) output added to every position
         # is a wiring mistake.
         _validation.check_static_shape(
-            "sublayer_output", sublayer_output.shape, shape, "equal to `inputs.shape`"
+            "sublayer_output", sublayer_output.shape, tuple(inputs.shape), "equal to `inputs.shape`"
         )
 
     def call(self, inputs, sublayer_output, training=None):

@@ -96,14 +96,7 @@ class FeedForward(keras.layers.Layer):
         self._model_dim = inputs_shape[-1]
 
     def _check_inputs(self, inputs):
-        _validation.check_float_tensor("inputs", inputs)
-        shape = tuple(inputs.shape)
-        _validation.check_static_shape(
-            "inputs",
-            shape,
-            (None,) * (len(shape) - 1) + (self._model_dim,),
-            "(..., model_dim) with the model_dim the layer was built with",
-        )
+        _validation.check_features("inputs", inputs, self._model_dim)
 
     def call(self, inputs, training=None):
         self._check_inputs(inputs)
