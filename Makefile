@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py --output-dir artifacts
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) artifacts

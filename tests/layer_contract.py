@@ -1,4 +1,4 @@
-"""The checks every public layer passes (STYLE.md section 9), in one helper."""
+"""The checks every public layer passes, in one helper."""
 
 import json
 
