@@ -258,3 +258,27 @@ def test_broadcast_masks_under_xla_match_eager():
             layer(query, value, attention_mask=mask, return_attention_scores=True),
         ):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+@pytest.mark.parametrize(
+    "argument, query, value",
+    [
+        ("query", np.ones((1, 3, 6), "float32"), np.ones((1, 3, 8), "float32")),
+        ("value", np.ones((1, 3, 8), "float32"), np.ones((1, 3, 6), "float32")),
+        ("query", np.ones((1, 3, 8), "int32"), np.ones((1, 3, 8), "float32")),
+    ],
+    ids=["query_width", "value_width", "integer_query"],
+)
+def test_inputs_of_another_width_or_dtype_are_value_errors(mode, argument, query, value):
+    layer = ktl.MultiHeadAttention(num_heads=2, key_dim=4)
+    x = np.ones((1, 3, 8), "float32")
+    expected = np.asarray(layer(x, x))
+    call = layer if mode == "eager" else tf.function(layer)
+    with pytest.raises(ValueError, match=rf"`{argument}` must .*Received: {argument}\.(shape|dtype)="):
+        call(query, value)
+    # A good call afterwards still gives the same numbers.
+    np.testing.assert_allclose(call(x, x), expected, atol=1e-6)
+    symbolic = keras.Input((3, query.shape[-1]), dtype=str(query.dtype))
+    with pytest.raises(ValueError, match=rf"`{argument}` must "):
+        layer(symbolic, keras.Input((3, value.shape[-1])))

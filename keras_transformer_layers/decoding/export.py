@@ -127,7 +127,7 @@ def _step_functions(generator, batch_size, source_len):
             tf.cast(source_mask, tf.bool),
         )
         # As in `generate`: padding and start ids are never the next token.
-        logits = generator._exclude_special_ids(logits)
+        logits = generator.exclude_special_ids(logits)
         return {"logits": logits, "self_attention_cache": self_attention_cache}
 
     return encode, decode_step

@@ -585,23 +585,31 @@ class TranslationGenerator:
     def _not_done(self, step, finished):
         return ops.logical_and(step < self.max_length, ops.logical_not(ops.all(finished)))
 
-    def _exclude_special_ids(self, logits):
+    def exclude_special_ids(self, logits):
         """Sets the logits of `pad_id` and `start_id` to -1e9: neither is ever chosen.
 
         A generated padding id would be masked by the full model but kept as a
-        real token by the cache; the start id only begins a sequence.
+        real token by the cache; the start id only begins a sequence. Every
+        strategy applies this before choosing, and so do the exported
+        `decode_step` signatures.
+
+        Args:
+            logits: float tensor `(..., vocabulary_size)`.
+
+        Returns:
+            A tensor like `logits`, -1e9 at `pad_id` and `start_id`.
         """
         return ops.where(self._forbidden, _FORBIDDEN, logits)
 
     def _choose(self, logits, step, seed):
-        logits = self._exclude_special_ids(logits)
+        logits = self.exclude_special_ids(logits)
         if not self.sample:
             return _argmax(logits)
         # Shifted so the best allowed logit is 0: a small temperature gives
         # -inf (probability 0), never inf - inf = NaN; excluded again after
         # the division, which a large temperature would bring close to 0.
         logits = (logits - ops.max(logits, axis=-1, keepdims=True)) / self.temperature
-        logits = _filter_logits(self._exclude_special_ids(logits), self.top_k, self.top_p)
+        logits = _filter_logits(self.exclude_special_ids(logits), self.top_k, self.top_p)
         # Stateless sampling: the same (seed, step) gives the same token.
         step_seed = ops.stack([ops.cast(seed, "int32"), ops.cast(step, "int32")])
         samples = tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)
@@ -659,7 +667,7 @@ class TranslationGenerator:
                 ops.arange(vocabulary_size) == self.pad_id, 0.0, _FORBIDDEN
             )  # (vocab,)
             log_probs = ops.where(
-                finished[:, None], pad_only[None, :], self._exclude_special_ids(log_probs)
+                finished[:, None], pad_only[None, :], self.exclude_special_ids(log_probs)
             )
             candidates = ops.reshape(beam_log_probs, (batch_size, beams, 1)) + ops.reshape(
                 log_probs, (batch_size, beams, vocabulary_size)

@@ -139,9 +139,12 @@ class MultiHeadAttention(keras.layers.Layer):
         `(output, scores, cache)`.
 
     Raises:
-        ValueError: at call (or trace) time, if `attention_mask` or a padding
-            mask has a statically known shape other than those above (wrong
-            rank, or a dimension that is neither 1 nor its size).
+        ValueError: at construction, for a setting out of range or of the
+            wrong type. At call (or trace) time, if `query`, `value` or `key`
+            is not a float tensor of the width the layer was built with, or
+            if `attention_mask` or a padding mask has a statically known
+            shape other than those above (wrong rank, or a dimension that is
+            neither 1 nor its size).
 
     Example:
 
@@ -227,6 +230,20 @@ class MultiHeadAttention(keras.layers.Layer):
             "abcd,cde->abe", (None, query_shape[-1]), "e", "attention_output"
         )
         self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads, value_dim))
+        self._input_dims = {
+            "query": query_shape[-1], "value": value_shape[-1], "key": key_shape[-1]
+        }
+
+    def _check_inputs(self, query, value, key):
+        """Float inputs of the widths the projections were built with.
+
+        Static shapes only, so the check also runs when a graph is traced
+        and when a functional model is built; it replaces a raw reshape error
+        (another width) or a silent integer input.
+        """
+        for name, tensor in (("query", query), ("value", value), ("key", key)):
+            if tensor is not None:  # a precomputed cache may stand for them
+                _validation.check_features(name, tensor, self._input_dims[name])
 
     def _check_attention_mask(self, attention_mask, query, key):
         """Checks the mask against the shapes `keras.layers.MultiHeadAttention` accepts.
@@ -272,6 +289,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
     ):
         key = value if key is None else key
+        self._check_inputs(query, value, key)
         self._check_padding_masks(
             query, value, key, query_mask, value_mask, key_mask, cache, cache_update_index
         )
@@ -431,6 +449,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
         **kwargs,
     ):
+        self._check_inputs(query, value, value if key is None else key)
         outputs = (keras.KerasTensor(query.shape, dtype=self.compute_dtype),)
         if return_attention_scores:
             if cache is not None:
