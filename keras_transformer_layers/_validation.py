@@ -59,26 +59,31 @@ def check_bool(name, value):
         raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
 
 
-def get_activation(name, value):
-    """`keras.activations.get(value)`, with an error that names the argument."""
+def _keras_lookup(name, value, lookup, expected):
+    """`lookup(value)`, with an error that names the argument."""
     try:
-        return keras.activations.get(value)
+        return lookup(value)
     except (ValueError, TypeError):
         raise ValueError(
-            f"`{name}` must be the name of a Keras activation or a callable. "
-            f"Received: {name}={value!r}"
+            f"`{name}` must be {expected}. Received: {name}={value!r}"
         ) from None
+
+
+def get_activation(name, value):
+    """`keras.activations.get(value)`, with an error that names the argument."""
+    return _keras_lookup(
+        name, value, keras.activations.get, "the name of a Keras activation or a callable"
+    )
 
 
 def get_initializer(name, value):
     """`keras.initializers.get(value)`, with an error that names the argument."""
-    try:
-        return keras.initializers.get(value)
-    except (ValueError, TypeError):
-        raise ValueError(
-            f"`{name}` must be the name of a Keras initializer, a config dict or "
-            f"an initializer. Received: {name}={value!r}"
-        ) from None
+    return _keras_lookup(
+        name,
+        value,
+        keras.initializers.get,
+        "the name of a Keras initializer, a config dict or an initializer",
+    )
 
 
 def check_rank(name, shape, rank, layout):

@@ -87,23 +87,31 @@ def _output(decoder_inputs, max_length, pad_id):
     return output
 
 
+def _recompute(model, source, max_length, choose, start_id, end_id, pad_id):
+    """The full model on the whole prefix per step; `choose(logits, step)` picks the tokens."""
+    batch = source.shape[0]
+    decoder_inputs = np.full((batch, 1), start_id, "int32")
+    finished = np.zeros(batch, bool)
+    for step in range(max_length):
+        logits = _next_logits(model, source, decoder_inputs, start_id, pad_id)
+        next_token = np.where(finished, pad_id, choose(logits, step)).astype("int32")
+        finished |= next_token == end_id
+        decoder_inputs = np.concatenate([decoder_inputs, next_token[:, None]], axis=1)
+        if finished.all():
+            break
+    return _output(decoder_inputs, max_length, pad_id)
+
+
 def recompute_greedy(model, source, max_length, start_id=START_ID, end_id=END_ID, pad_id=0):
     """Greedy decoding the slow way: the full model on the whole prefix per step.
 
     Like the generator it never picks the padding or the start id; `end_id`
     may be `None` (no end token).
     """
-    batch = source.shape[0]
-    decoder_inputs = np.full((batch, 1), start_id, "int32")
-    finished = np.zeros(batch, bool)
-    for _ in range(max_length):
-        next_token = _next_logits(model, source, decoder_inputs, start_id, pad_id).argmax(-1)
-        next_token = np.where(finished, pad_id, next_token).astype("int32")
-        finished |= next_token == end_id
-        decoder_inputs = np.concatenate([decoder_inputs, next_token[:, None]], axis=1)
-        if finished.all():
-            break
-    return _output(decoder_inputs, max_length, pad_id)
+    return _recompute(
+        model, source, max_length, lambda logits, step: logits.argmax(-1),
+        start_id, end_id, pad_id,
+    )
 
 
 def sampling_logits(logits, temperature=1.0, top_k=None, top_p=None):
@@ -132,23 +140,14 @@ def recompute_sample(
     generator's documented seed `(seed, step)`, so the same logits give the
     same token; everything before it is computed here, independently.
     """
-    batch = source.shape[0]
-    decoder_inputs = np.full((batch, 1), start_id, "int32")
-    finished = np.zeros(batch, bool)
-    for step in range(max_length):
-        logits = sampling_logits(
-            _next_logits(model, source, decoder_inputs, start_id, pad_id),
-            temperature, top_k, top_p,
-        )
-        next_token = tf.random.stateless_categorical(
+
+    def choose(logits, step):
+        logits = sampling_logits(logits, temperature, top_k, top_p)
+        return tf.random.stateless_categorical(
             logits.astype("float32"), 1, seed=[seed, step], dtype=tf.int32
         ).numpy()[:, 0]
-        next_token = np.where(finished, pad_id, next_token).astype("int32")
-        finished |= next_token == end_id
-        decoder_inputs = np.concatenate([decoder_inputs, next_token[:, None]], axis=1)
-        if finished.all():
-            break
-    return _output(decoder_inputs, max_length, pad_id)
+
+    return _recompute(model, source, max_length, choose, start_id, end_id, pad_id)
 
 
 def recompute_beam(
