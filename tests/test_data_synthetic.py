@@ -1,7 +1,6 @@
 import datetime
 import re
 
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 

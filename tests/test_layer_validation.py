@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 import keras_transformer_layers as ktl
-from tests import numpy_reference as ref
 
 BLOCK_ARGS = {"num_heads": 2, "intermediate_dim": 16}
 STACK_ARGS = {"num_layers": 1, **BLOCK_ARGS}
