@@ -29,11 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import OOV_ID
+from keras_transformer_layers.tokens import PADDING_ID
+from keras_transformer_layers.tokens import START_ID
 
-PADDING_ID = 0
-OOV_ID = 1
-START_ID = 2
-END_ID = 3
 RESERVED_TOKENS = ("", "[UNK]", "[START]", "[END]")
 
 _SPLITS = ("character", "word")

@@ -12,9 +12,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.data.tokenizer import END_ID
-from keras_transformer_layers.data.tokenizer import PADDING_ID
-from keras_transformer_layers.data.tokenizer import START_ID
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import PADDING_ID
+from keras_transformer_layers.tokens import START_ID
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
