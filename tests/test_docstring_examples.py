@@ -2,6 +2,8 @@
 
 import doctest
 
+import keras
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ PUBLIC = sorted(set(ktl.__all__) - {"__version__"})
 def test_docstring_example_runs(name):
     obj = getattr(ktl, name)
     finder = doctest.DocTestFinder(recurse=False)
-    tests = finder.find(obj, name, globs={"np": np, "keras_transformer_layers": ktl})
+    tests = finder.find(
+        obj, name, globs={"np": np, "keras": keras, "keras_transformer_layers": ktl}
+    )
     assert tests and tests[0].examples, f"{name} has no doctest example"
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     for test in tests:

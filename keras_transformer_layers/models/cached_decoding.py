@@ -1,0 +1,238 @@
+"""The interface generation drives: encode once, create the caches, run one cached step.
+
+Every generator and every generation export in the package talks to a model
+through these three calls and one description, never through layer names:
+
+- `call_encoder(source_ids)`: runs the encoder once per source and returns
+  the *encoder state*, a dict of batch-major tensors that every decoder step
+  reads (the source padding mask and the cross-attention keys and values);
+  a decoder-only model returns `{}`.
+- `initial_cache(batch_size, max_length)`: the zero self-attention cache.
+- `call_decoder_with_cache(token_ids, index, cache, encoder_state)`: feeds
+  the tokens at positions `index, index + 1, ...` through the decoder,
+  writing their keys and values into the cache, and returns float32 logits
+  for those positions and the updated cache.
+- `decoding_spec`: a `DecodingSpec`, the vocabularies and position tables a
+  generator checks its inputs and settings against.
+
+`Seq2SeqTransformer` and `TransformerLM` have the interface through
+`CachedDecodingMixin`. A functional model composed by hand from this
+package's layers gets it from `CachedDecoding`, given the layer objects.
+"""
+
+import dataclasses
+
+from keras import ops
+
+from keras_transformer_layers.layers.decoder import TransformerDecoder
+from keras_transformer_layers.layers.encoder import TransformerEncoder
+from keras_transformer_layers.layers.positional import PositionalEmbedding
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingSpec:
+    """What a generator needs to know about a model with the decoding interface.
+
+    Attributes:
+        is_encoder_decoder: bool, `True` for a model with an encoder (inputs
+            are source ids), `False` for a decoder-only model (inputs are
+            prompts of decoder ids).
+        source_vocabulary_size: int, ids the encoder embedding takes; `None`
+            for a decoder-only model.
+        max_source_length: int, the encoder's learned position table; `None`
+            for sinusoidal positions (any length) or no encoder.
+        target_vocabulary_size: int, ids the decoder embedding takes.
+        logits_size: int, logits per position; at most
+            `target_vocabulary_size`, so every generated id can be fed back.
+        max_target_length: int, the decoder's learned position table; `None`
+            for sinusoidal positions.
+        masks_padding: bool, an embedding masks id 0 as padding
+            (`mask_zero=True`).
+    """
+
+    is_encoder_decoder: bool
+    source_vocabulary_size: object
+    max_source_length: object
+    target_vocabulary_size: int
+    logits_size: int
+    max_target_length: object
+    masks_padding: bool
+
+
+def _table_length(embedding):
+    return embedding.sequence_length if embedding.learned_positions else None
+
+
+class CachedDecodingMixin:
+    """The decoding interface, implemented from the model's layer objects.
+
+    A class using the mixin sets five attributes to layer objects:
+    `encoder_embedding` and `encoder` (`None` for a decoder-only model),
+    `decoder_embedding` (a `PositionalEmbedding`), `decoder` (a
+    `TransformerDecoder`) and `logits_layer` (the pre-softmax linear
+    transformation, e.g. a `keras.layers.Dense`). The layers are called in
+    inference mode (no dropout).
+    """
+
+    @property
+    def decoding_spec(self):
+        """The `DecodingSpec` of the model (vocabularies and position tables)."""
+        model_dim = self.decoder_embedding.embedding_dim
+        logits_size = self.logits_layer.compute_output_shape((None, None, model_dim))[-1]
+        encoder_embedding = self.encoder_embedding
+        embeddings = [self.decoder_embedding] + (
+            [] if encoder_embedding is None else [encoder_embedding]
+        )
+        return DecodingSpec(
+            is_encoder_decoder=self.encoder is not None,
+            source_vocabulary_size=(
+                None if encoder_embedding is None else encoder_embedding.vocabulary_size
+            ),
+            max_source_length=(
+                None if encoder_embedding is None else _table_length(encoder_embedding)
+            ),
+            target_vocabulary_size=self.decoder_embedding.vocabulary_size,
+            logits_size=logits_size,
+            max_target_length=_table_length(self.decoder_embedding),
+            masks_padding=any(embedding.mask_zero for embedding in embeddings),
+        )
+
+    def call_encoder(self, source_ids):
+        """Runs the encoder once and returns the state every decoder step reads.
+
+        Args:
+            source_ids: int tensor `(batch, source_len)`, padded with 0 when
+                the embedding masks id 0. Not checked here: generators check
+                ids before their compiled loops run.
+
+        Returns:
+            A dict: `"source_mask"`, bool `(batch, source_len)`, and
+            `"cross_attention_cache"`, `(batch, num_layers, 2, source_len,
+            num_heads, key_dim)` in the compute dtype. `{}` for a
+            decoder-only model.
+        """
+        if self.encoder is None:
+            return {}
+        source_mask = self.encoder_embedding.compute_mask(source_ids)
+        if source_mask is None:  # `mask_zero=False`: every position is real
+            source_mask = ops.ones_like(source_ids, dtype="bool")
+        x = self.encoder_embedding(source_ids)
+        encoder_outputs = self.encoder(x, mask=source_mask)
+        return {
+            "source_mask": source_mask,
+            "cross_attention_cache": self.decoder.compute_cross_attention_cache(
+                encoder_outputs
+            ),
+        }
+
+    def initial_cache(self, batch_size, max_length):
+        """The all-zero self-attention cache of `max_length` positions.
+
+        Args:
+            batch_size: int or scalar int tensor.
+            max_length: positive int, the positions the cache holds.
+
+        Returns:
+            A zero tensor `(batch_size, num_layers, 2, max_length, num_heads,
+            key_dim)` in the decoder's compute dtype.
+        """
+        return self.decoder.initial_self_attention_cache(batch_size, max_length)
+
+    def call_decoder_with_cache(self, token_ids, index, cache, encoder_state):
+        """Runs the decoder on new tokens over the caches.
+
+        Args:
+            token_ids: int tensor `(batch, new_len)`, the tokens at positions
+                `index` to `index + new_len - 1`.
+            index: int or scalar int tensor, the position of the first of
+                `token_ids`.
+            cache: the self-attention cache (see `initial_cache`).
+            encoder_state: the dict from `call_encoder`.
+
+        Returns:
+            `(logits, cache)`: float32 logits `(batch, new_len, logits_size)`
+            and the updated cache.
+        """
+        x = self.decoder_embedding(token_ids, start_index=index)
+        x, cache = self.decoder(
+            x,
+            None,
+            decoder_inputs_mask=self.decoder_embedding.compute_mask(token_ids),
+            encoder_outputs_mask=encoder_state.get("source_mask"),
+            self_attention_cache=cache,
+            self_attention_cache_update_index=index,
+            cross_attention_cache=encoder_state.get("cross_attention_cache"),
+        )
+        logits = self.logits_layer(x)  # (batch, new_len, logits_size)
+        return ops.cast(logits, "float32"), cache
+
+
+class CachedDecoding(CachedDecodingMixin):
+    """The decoding interface for a functional model composed from the layers.
+
+    `Seq2SeqTransformer` and `TransformerLM` already have the interface. A
+    model built by hand from `PositionalEmbedding`, `TransformerEncoder`,
+    `TransformerDecoder` and a final logits layer gets it by passing those
+    layer objects here; the result goes wherever a generator takes a model.
+
+    Args:
+        decoder_embedding: the `PositionalEmbedding` of the target ids.
+        decoder: the `TransformerDecoder`.
+        logits: the layer giving the logits from the decoder output, e.g. a
+            `keras.layers.Dense`.
+        encoder_embedding: the `PositionalEmbedding` of the source ids;
+            `None` (the default) for a decoder-only model.
+        encoder: the `TransformerEncoder`; `None` (the default) for a
+            decoder-only model.
+
+    Raises:
+        ValueError: if a layer is not of the type above, if only one of
+            `encoder_embedding` and `encoder` is given, or if a layer is not
+            built (call the model once first).
+
+    Example:
+
+    >>> inputs = keras.Input((None,), dtype="int32")
+    >>> embedding = keras_transformer_layers.PositionalEmbedding(50, 16)
+    >>> decoder = keras_transformer_layers.TransformerDecoder(
+    ...     num_layers=1, num_heads=2, intermediate_dim=32)
+    >>> dense = keras.layers.Dense(50)
+    >>> model = keras.Model(inputs, dense(decoder(embedding(inputs))))
+    >>> interface = keras_transformer_layers.models.CachedDecoding(
+    ...     decoder_embedding=embedding, decoder=decoder, logits=dense)
+    >>> interface.decoding_spec.logits_size
+    50
+    """
+
+    def __init__(
+        self, *, decoder_embedding, decoder, logits, encoder_embedding=None, encoder=None
+    ):
+        for name, layer, expected in (
+            ("decoder_embedding", decoder_embedding, PositionalEmbedding),
+            ("decoder", decoder, TransformerDecoder),
+            ("encoder_embedding", encoder_embedding, (PositionalEmbedding, type(None))),
+            ("encoder", encoder, (TransformerEncoder, type(None))),
+        ):
+            if not isinstance(layer, expected):
+                kind = getattr(expected, "__name__", getattr(expected[0], "__name__", ""))
+                raise ValueError(
+                    f"`{name}` must be a `{kind}` layer of this package. "
+                    f"Received: {name}={layer!r}"
+                )
+        if (encoder_embedding is None) != (encoder is None):
+            raise ValueError(
+                "`encoder_embedding` and `encoder` must be given together (an "
+                "encoder-decoder model) or both left out (a decoder-only model). "
+                f"Received: encoder_embedding={encoder_embedding!r}, encoder={encoder!r}"
+            )
+        for name, layer in (("decoder", decoder), ("logits", logits), ("encoder", encoder)):
+            if layer is not None and not getattr(layer, "built", False):
+                raise ValueError(
+                    f"`{name}` must be a built layer: call the model once before "
+                    f"generating. Received: {name}={layer!r}"
+                )
+        self.decoder_embedding = decoder_embedding
+        self.decoder = decoder
+        self.logits_layer = logits
+        self.encoder_embedding = encoder_embedding
+        self.encoder = encoder
