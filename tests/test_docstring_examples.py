@@ -3,7 +3,6 @@
 import doctest
 
 import keras
-
 import numpy as np
 import pytest
 
