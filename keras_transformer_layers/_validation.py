@@ -86,6 +86,26 @@ def get_initializer(name, value):
     )
 
 
+def get_regularizer(name, value):
+    """`keras.regularizers.get(value)`, with an error that names the argument."""
+    return _keras_lookup(
+        name,
+        value,
+        keras.regularizers.get,
+        "None, the name of a Keras regularizer, a config dict or a regularizer",
+    )
+
+
+def get_constraint(name, value):
+    """`keras.constraints.get(value)`, with an error that names the argument."""
+    return _keras_lookup(
+        name,
+        value,
+        keras.constraints.get,
+        "None, the name of a Keras constraint, a config dict or a constraint",
+    )
+
+
 def check_rank(name, shape, rank, layout):
     """Checks the rank of a (possibly partially known) static shape."""
     if len(shape) != rank:
