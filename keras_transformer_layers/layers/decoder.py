@@ -186,18 +186,34 @@ class TransformerDecoderBlock(TransformerLayerBase):
         )
         model_dim = decoder_inputs_shape[-1]
         self._model_dim = model_dim
+        shape = decoder_inputs_shape
         self.self_attention = self._make_attention(model_dim, "self_attention")
-        self.self_attention.build(decoder_inputs_shape, decoder_inputs_shape)
-        self._build_residual("self_attention", decoder_inputs_shape)
+        self.self_attention.build(shape, shape)
+        self.self_attention_layer_norm = self._make_pre_norm("self_attention_layer_norm", shape)
+        self.self_attention_dropout = self._make_residual_dropout("self_attention_dropout")
+        self.self_attention_add_norm = self._make_add_norm("self_attention_add_norm", shape)
         self.cross_attention = None
+        self.cross_attention_layer_norm = None
+        self.cross_attention_dropout = None
+        self.cross_attention_add_norm = None
         if encoder_outputs_shape is not None:
-            _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape)
+            _check_encoder_width(shape, encoder_outputs_shape)
             self.cross_attention = self._make_attention(model_dim, "cross_attention")
-            self.cross_attention.build(decoder_inputs_shape, encoder_outputs_shape)
-            self._build_residual("cross_attention", decoder_inputs_shape)
+            self.cross_attention.build(shape, encoder_outputs_shape)
+            self.cross_attention_layer_norm = self._make_pre_norm(
+                "cross_attention_layer_norm", shape
+            )
+            self.cross_attention_dropout = self._make_residual_dropout(
+                "cross_attention_dropout"
+            )
+            self.cross_attention_add_norm = self._make_add_norm(
+                "cross_attention_add_norm", shape
+            )
         self.feed_forward = self._make_feed_forward()
-        self.feed_forward.build(decoder_inputs_shape)
-        self._build_residual("feed_forward", decoder_inputs_shape)
+        self.feed_forward.build(shape)
+        self.feed_forward_layer_norm = self._make_pre_norm("feed_forward_layer_norm", shape)
+        self.feed_forward_dropout = self._make_residual_dropout("feed_forward_dropout")
+        self.feed_forward_add_norm = self._make_add_norm("feed_forward_add_norm", shape)
 
     def _check_cache(self, name, cache, decoder_inputs):
         if cache is not None:
@@ -267,30 +283,27 @@ class TransformerDecoderBlock(TransformerLayerBase):
             self_attention_cache_update_index = _checked_cache_index(
                 self_attention_cache_update_index, decoder_inputs, self_attention_cache
             )
-        scores = {}
-        # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
-        x = self._sublayer_input("self_attention", decoder_inputs)
-        x = self.self_attention(
-            x,
-            x,
-            query_mask=decoder_inputs_mask,
-            value_mask=decoder_inputs_mask,
-            use_causal_mask=True,
-            cache=self_attention_cache,
-            cache_update_index=self_attention_cache_update_index,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
-        x, scores["self_attention"], self_attention_cache = _split_attention_outputs(
-            x, return_attention_scores, self_attention_cache is not None
-        )
-        x = self._residual("self_attention", decoder_inputs, x, training)
-        # Sublayer 2: attention over the encoder output, then Add & Norm.
-        if self.cross_attention is not None:
-            residual = x
-            x = self._sublayer_input("cross_attention", x)
-            x = self.cross_attention(
-                x,
+        def attend_to_target(h):
+            """Masked (causal) multi-head self-attention: (output, scores, cache)."""
+            outputs = self.self_attention(
+                h,
+                h,
+                query_mask=decoder_inputs_mask,
+                value_mask=decoder_inputs_mask,
+                use_causal_mask=True,
+                cache=self_attention_cache,
+                cache_update_index=self_attention_cache_update_index,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            return _split_attention_outputs(
+                outputs, return_attention_scores, self_attention_cache is not None
+            )
+
+        def attend_to_source(h):
+            """Attention over the encoder output (section 3.2.3): (output, scores)."""
+            outputs = self.cross_attention(
+                h,
                 encoder_outputs,
                 query_mask=decoder_inputs_mask,
                 value_mask=encoder_outputs_mask,
@@ -299,20 +312,40 @@ class TransformerDecoderBlock(TransformerLayerBase):
                 training=training,
             )
             # Precomputed keys and values come back unchanged.
-            x, scores["cross_attention"], _ = _split_attention_outputs(
-                x, return_attention_scores, cross_attention_cache is not None
+            output, scores, _ = _split_attention_outputs(
+                outputs, return_attention_scores, cross_attention_cache is not None
             )
-            x = self._residual("cross_attention", residual, x, training)
-        # Sublayer 3: position-wise feed-forward, then Add & Norm.
-        residual = x
-        x = self._sublayer_input("feed_forward", x)
-        x = self.feed_forward(x, training=training)
-        x = self._residual("feed_forward", residual, x, training)
+            return output, scores
+
+        scores = {}
+        x = decoder_inputs
+        if self.normalize_first:
+            # Pre-norm: x + Dropout(Sublayer(LayerNorm(x))) around each sublayer.
+            h, scores["self_attention"], updated_cache = attend_to_target(
+                self.self_attention_layer_norm(x)
+            )
+            x = x + self.self_attention_dropout(h, training=training)
+            if self.cross_attention is not None:
+                h, scores["cross_attention"] = attend_to_source(
+                    self.cross_attention_layer_norm(x)
+                )
+                x = x + self.cross_attention_dropout(h, training=training)
+            h = self.feed_forward(self.feed_forward_layer_norm(x), training=training)
+            x = x + self.feed_forward_dropout(h, training=training)
+        else:
+            # Post-norm, Figure 1: LayerNorm(x + Dropout(Sublayer(x))) after each sublayer.
+            h, scores["self_attention"], updated_cache = attend_to_target(x)
+            x = self.self_attention_add_norm(x, h, training=training)
+            if self.cross_attention is not None:
+                h, scores["cross_attention"] = attend_to_source(x)
+                x = self.cross_attention_add_norm(x, h, training=training)
+            h = self.feed_forward(x, training=training)
+            x = self.feed_forward_add_norm(x, h, training=training)
         outputs = (x,)
         if return_attention_scores:
             outputs += (scores,)
         if self_attention_cache is not None:
-            outputs += (self_attention_cache,)
+            outputs += (updated_cache,)
         return outputs if len(outputs) > 1 else x
 
     def compute_cross_attention_cache(self, encoder_outputs):
