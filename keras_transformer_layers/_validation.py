@@ -69,6 +69,15 @@ def _keras_lookup(name, value, lookup, expected):
         ) from None
 
 
+def check_one_of(name, value, choices):
+    """`value` is one of `choices` (compared with `==`, so strings stay strings)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(c) for c in choices)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
 def get_activation(name, value):
     """`keras.activations.get(value)`, with an error that names the argument."""
     return _keras_lookup(

@@ -228,10 +228,14 @@ class TransformerStackBase(TransformerLayerBase):
             for index in range(num_layers)
         ]
 
-    def _build_blocks(self, inputs_shape, *other_shapes):
+    def _build_blocks(self, inputs_shape, block_shapes=None):
+        """Builds each block (block `i` also with `block_shapes[i]`), then the final norm."""
         self._model_dim = inputs_shape[-1]
-        for block in self.blocks:
-            block.build(inputs_shape, *other_shapes)
+        for index, block in enumerate(self.blocks):
+            if block_shapes is None:
+                block.build(inputs_shape)
+            else:
+                block.build(inputs_shape, block_shapes[index])
         self.output_layer_norm = None
         if self.normalize_first:
             self.output_layer_norm = self._make_layer_norm("output_layer_norm")
