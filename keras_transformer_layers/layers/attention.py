@@ -69,6 +69,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     subclass adds the masking guarantees below, the decoding caches, and
     input checks; it supports rank-3 inputs `(batch, seq_len, dim)` only
     (no `attention_axes`, `output_shape`, `use_gate` or `sliding_window`).
+    `quantize("int8")` works in memory (quantize after `load_model`): as for
+    Keras' own layer, the projections are rebuilt from this layer's dtype
+    policy when a file is loaded, so a quantized model does not reload from
+    `.keras`.
+
+    Under a float32 compute dtype, without dropout in effect and without
+    `return_attention_scores`, the weights are computed by the fused
+    `keras.ops.dot_product_attention`, which is then provably the same
+    computation (see `_compute_attention`); otherwise by the explicit float32
+    softmax below.
 
     Masks: booleans, True = attend. The Keras masks of `query`, `value` and
     `key` (from `Embedding(mask_zero=True)`) are combined with
@@ -84,7 +94,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         num_heads: positive int, `h` in the paper.
         key_dim: positive int, size of each head for query and key, `d_k`.
         value_dim: positive int, size of each head for value, `d_v`.
-            Defaults to `key_dim`.
+            Defaults to `None`, which means `key_dim` (as in Keras, the
+            `value_dim` attribute and config then hold `key_dim`).
         dropout: float in `[0, 1)`, dropout on the attention weights.
             Defaults to `0.0`.
         use_bias: bool, whether the projections have biases. Defaults to `True`.
@@ -399,13 +410,12 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         return ops.slice_update(full, (0, cache_update_index), new_mask)  # (., max_length)
 
     def _check_cache(self, cache):
-        value_dim = self.value_dim or self.key_dim
-        if len(cache.shape) != 5 or value_dim != self.key_dim:
+        if len(cache.shape) != 5 or self.value_dim != self.key_dim:
             raise ValueError(
                 "`cache` must have shape (batch, 2, max_length, num_heads, key_dim) "
                 "and needs `value_dim == key_dim`. Received: "
                 f"cache.shape={tuple(cache.shape)}, key_dim={self.key_dim}, "
-                f"value_dim={value_dim}"
+                f"value_dim={self.value_dim}"
             )
 
     def _attend(

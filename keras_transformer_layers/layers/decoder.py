@@ -287,6 +287,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
             self_attention_cache_update_index = _checked_cache_index(
                 self_attention_cache_update_index, decoder_inputs, self_attention_cache
             )
+
         def attend_to_target(h):
             """Masked (causal) multi-head self-attention: (output, scores, cache)."""
             outputs = self.self_attention(
@@ -555,7 +556,9 @@ class TransformerDecoder(TransformerStackBase):
             self._per_block("encoder_outputs", encoder_outputs_shape, is_list),
         )
 
-    def _check_call(self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask):
+    def _check_call(
+        self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+    ):
         """Checks every block's arguments; returns the encoder outputs and masks per block."""
         per_block = (
             self._encoder_outputs_per_block(encoder_outputs),
