@@ -7,7 +7,7 @@ from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
 from tests.layer_weights import attention_params, randomize
 
-
+pytestmark = pytest.mark.backend_neutral
 
 
 @pytest.mark.parametrize("return_scores", [False, True], ids=["output", "with_scores"])

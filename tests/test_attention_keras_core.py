@@ -1,4 +1,4 @@
-"""What `keras.layers.MultiHeadAttention` gives our subclass: int8, LoRA, regularizers, fused kernel."""
+"""What Keras' MultiHeadAttention gives our subclass: int8, LoRA, regularizers, fused kernel."""
 
 import keras
 import numpy as np
@@ -216,18 +216,21 @@ def test_fused_path_without_mask_matches_the_numpy_reference(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "policy, dropout, training, scores",
+    "policy, dropout, training, scores, value_dim",
     [
-        ("mixed_bfloat16", 0.0, False, False),  # 16-bit: the explicit float32 softmax
-        ("float32", 0.3, True, False),  # dropout in effect
-        ("float32", 0.0, False, True),  # weights requested
+        ("mixed_bfloat16", 0.0, False, False, None),  # 16-bit: the explicit float32 softmax
+        ("float32", 0.3, True, False, None),  # dropout in effect
+        ("float32", 0.0, False, True, None),  # weights requested
+        ("float32", 0.0, False, False, 3),  # value_dim != key_dim (JAX's kernel needs them equal)
     ],
 )
 def test_explicit_path_where_the_fused_kernel_would_differ(
-    monkeypatch, policy, dropout, training, scores
+    monkeypatch, policy, dropout, training, scores, value_dim
 ):
     calls = _count_fused_calls(monkeypatch)
-    layer = ktl.MultiHeadAttention(num_heads=2, key_dim=4, dropout=dropout, dtype=policy)
+    layer = ktl.MultiHeadAttention(
+        num_heads=2, key_dim=4, value_dim=value_dim, dropout=dropout, dtype=policy
+    )
     x = np.random.rand(2, 3, 8).astype("float32")
     layer(x, x, training=training, return_attention_scores=scores)
     assert calls == []

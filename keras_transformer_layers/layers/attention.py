@@ -74,8 +74,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     policy when a file is loaded, so a quantized model does not reload from
     `.keras`.
 
-    Under a float32 compute dtype, without dropout in effect and without
-    `return_attention_scores`, the weights are computed by the fused
+    Under a float32 compute dtype, with `value_dim == key_dim`, without
+    dropout in effect and without `return_attention_scores`, the weights are computed by the fused
     `keras.ops.dot_product_attention`, which is then provably the same
     computation (see `_compute_attention`); otherwise by the explicit float32
     softmax below.
@@ -460,8 +460,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         The fused `ops.dot_product_attention` runs only where it provably
         computes the same thing: in a float32 compute dtype (its logits and
         softmax are then float32, as here; under `mixed_float16` its logits
-        would be float16 and could overflow), with no dropout in effect (it
-        has none) and no weights requested (it returns none). A masked key
+        would be float16 and could overflow), with `value_dim == key_dim`
+        (JAX's kernel needs it), no dropout in effect (it has none) and no
+        weights requested (it returns none). A masked key
         gets a fill near `-0.7 * float32 max` there instead of `-3e38` here:
         both give it exactly zero weight whenever the row has a real key. The
         kernels disagree on rows whose keys are all masked (uniform weights,
@@ -471,6 +472,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         """
         fused = (
             self.compute_dtype == "float32"
+            and self.value_dim == self.key_dim
             and not return_attention_scores
             and not (training and self.dropout > 0.0)
         )
