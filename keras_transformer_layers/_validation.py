@@ -69,6 +69,15 @@ def _keras_lookup(name, value, lookup, expected):
         ) from None
 
 
+def check_one_of(name, value, choices):
+    """`value` is one of `choices` (compared with `==`, so strings stay strings)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(c) for c in choices)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
 def get_activation(name, value):
     """`keras.activations.get(value)`, with an error that names the argument."""
     return _keras_lookup(
@@ -83,6 +92,26 @@ def get_initializer(name, value):
         value,
         keras.initializers.get,
         "the name of a Keras initializer, a config dict or an initializer",
+    )
+
+
+def get_regularizer(name, value):
+    """`keras.regularizers.get(value)`, with an error that names the argument."""
+    return _keras_lookup(
+        name,
+        value,
+        keras.regularizers.get,
+        "None, the name of a Keras regularizer, a config dict or a regularizer",
+    )
+
+
+def get_constraint(name, value):
+    """`keras.constraints.get(value)`, with an error that names the argument."""
+    return _keras_lookup(
+        name,
+        value,
+        keras.constraints.get,
+        "None, the name of a Keras constraint, a config dict or a constraint",
     )
 
 

@@ -16,29 +16,31 @@ def attention_params(layer):
     }
 
 
-def _norm(block, name):
-    if block.normalize_first:
-        layer_norm = getattr(block, f"{name}_layer_norm")
-    else:
-        layer_norm = getattr(block, f"{name}_add_norm").layer_norm
+def _norm(layer_norm, add_norm):
+    """(gamma, beta) of a pre-norm LayerNorm, or of the LayerNorm in a post-norm AddNorm."""
+    layer_norm = add_norm.layer_norm if layer_norm is None else layer_norm
     return np.asarray(layer_norm.gamma), np.asarray(layer_norm.beta)
 
 
 def block_params(block):
     params = {
         "self_attention": attention_params(block.self_attention),
-        "self_attention_norm": _norm(block, "self_attention"),
+        "self_attention_norm": _norm(
+            block.self_attention_layer_norm, block.self_attention_add_norm
+        ),
         "feed_forward": [
             np.asarray(block.feed_forward.intermediate_dense.kernel),
             np.asarray(block.feed_forward.intermediate_dense.bias),
             np.asarray(block.feed_forward.output_dense.kernel),
             np.asarray(block.feed_forward.output_dense.bias),
         ],
-        "feed_forward_norm": _norm(block, "feed_forward"),
+        "feed_forward_norm": _norm(block.feed_forward_layer_norm, block.feed_forward_add_norm),
     }
     if getattr(block, "cross_attention", None) is not None:
         params["cross_attention"] = attention_params(block.cross_attention)
-        params["cross_attention_norm"] = _norm(block, "cross_attention")
+        params["cross_attention_norm"] = _norm(
+            block.cross_attention_layer_norm, block.cross_attention_add_norm
+        )
     return params
 
 

@@ -141,3 +141,33 @@ def decoder_block(y, memory, params, mask, memory_mask, epsilon, normalize_first
         normalize_first,
         epsilon,
     )
+
+
+def encoder_stack(x, blocks, mask, epsilon, normalize_first=False, final_norm=None):
+    """Section 3.1: N encoder blocks in turn; returns the list of every block's output.
+
+    `blocks` holds each block's params; `final_norm` (gamma, beta) is the
+    pre-norm stack's closing LayerNorm, applied to every returned output.
+    """
+    outputs = []
+    for params in blocks:
+        x = encoder_block(x, params, mask, epsilon, normalize_first)
+        outputs.append(x)
+    if final_norm is not None:
+        outputs = [layer_norm(output, *final_norm, epsilon) for output in outputs]
+    return outputs
+
+
+def decoder_stack(
+    y, memories, blocks, mask, memory_mask, epsilon, normalize_first=False, final_norm=None
+):
+    """N decoder blocks in turn; block i attends to `memories[i]`.
+
+    The paper (section 3.1) passes the last encoder output N times; the
+    layer-wise connection passes encoder block i's output to decoder block i.
+    """
+    for params, memory in zip(blocks, memories):
+        y = decoder_block(y, memory, params, mask, memory_mask, epsilon, normalize_first)
+    if final_norm is not None:
+        y = layer_norm(y, *final_norm, epsilon)
+    return y

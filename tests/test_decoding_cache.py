@@ -8,6 +8,8 @@ import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_weights import attention_params, randomize
 
+pytestmark = pytest.mark.backend_neutral
+
 
 def _attention(query):
     layer = ktl.MultiHeadAttention(num_heads=2, key_dim=4)

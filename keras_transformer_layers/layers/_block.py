@@ -37,13 +37,16 @@ BLOCK_ARGS_DOC = """
 
 
 class TransformerLayerBase(keras.layers.Layer):
-    """Holds the arguments every block and stack takes, and builds their sublayers.
+    """Holds the arguments every block and stack takes, and makes their sublayers.
 
-    Each sublayer `name` ("self_attention", "cross_attention", "feed_forward")
-    is wrapped in a residual connection (section 3.1). Post-norm, the paper's
-    form, uses `AddNorm` after the sublayer: `LayerNorm(x + Dropout(F(x)))`.
-    Pre-norm (`normalize_first=True`, not the original architecture) uses
-    `x + Dropout(F(LayerNorm(x)))`.
+    Each block wraps its sublayers (self-attention, cross-attention,
+    feed-forward) in residual connections (section 3.1), and creates the
+    layers of each one in `build()` as plain attributes named after the
+    sublayer: post-norm, the paper's form, `LayerNorm(x + Dropout(F(x)))`,
+    uses one `AddNorm` (`<sublayer>_add_norm`); pre-norm
+    (`normalize_first=True`, not the original architecture),
+    `x + Dropout(F(LayerNorm(x)))`, uses a `<sublayer>_layer_norm` and a
+    `<sublayer>_dropout`. The attributes of the other form are `None`.
     """
 
     def __init__(
@@ -157,39 +160,32 @@ class TransformerLayerBase(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
         )
 
-    def _build_residual(self, name, shape):
-        """Creates the normalization and dropout around sublayer `name`."""
+    def _make_add_norm(self, name, shape):
+        """A built post-norm `LayerNorm(x + Dropout(F(x)))` (sections 3.1, 5.4)."""
         if self.normalize_first:
-            layer_norm = self._make_layer_norm(f"{name}_layer_norm")
-            layer_norm.build(shape)
-            dropout = keras.layers.Dropout(
-                self.dropout, dtype=self.dtype_policy, name=f"{name}_dropout"
-            )
-            setattr(self, f"{name}_layer_norm", layer_norm)
-            setattr(self, f"{name}_dropout", dropout)
-        else:
-            add_norm = AddNorm(
-                dropout=self.dropout,
-                epsilon=self.layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"{name}_add_norm",
-            )
-            add_norm.build(shape, shape)
-            setattr(self, f"{name}_add_norm", add_norm)
+            return None
+        add_norm = AddNorm(
+            dropout=self.dropout,
+            epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        add_norm.build(shape, shape)
+        return add_norm
 
-    def _sublayer_input(self, name, inputs):
-        """Pre-norm normalizes the sublayer's input; post-norm passes it as is."""
-        if self.normalize_first:
-            return getattr(self, f"{name}_layer_norm")(inputs)
-        return inputs
+    def _make_pre_norm(self, name, shape):
+        """A built pre-norm LayerNorm of a sublayer's input."""
+        if not self.normalize_first:
+            return None
+        layer_norm = self._make_layer_norm(name)
+        layer_norm.build(shape)
+        return layer_norm
 
-    def _residual(self, name, inputs, sublayer_output, training):
-        """Adds the sublayer output to the residual stream (section 3.1, 5.4)."""
-        if self.normalize_first:
-            dropout = getattr(self, f"{name}_dropout")
-            return inputs + dropout(sublayer_output, training=training)
-        add_norm = getattr(self, f"{name}_add_norm")
-        return add_norm(inputs, sublayer_output, training=training)
+    def _make_residual_dropout(self, name):
+        """The pre-norm dropout of a sublayer's output (section 5.4)."""
+        if not self.normalize_first:
+            return None
+        return keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=name)
 
     def get_config(self):
         config = super().get_config()
@@ -232,10 +228,14 @@ class TransformerStackBase(TransformerLayerBase):
             for index in range(num_layers)
         ]
 
-    def _build_blocks(self, inputs_shape, *other_shapes):
+    def _build_blocks(self, inputs_shape, block_shapes=None):
+        """Builds each block (block `i` also with `block_shapes[i]`), then the final norm."""
         self._model_dim = inputs_shape[-1]
-        for block in self.blocks:
-            block.build(inputs_shape, *other_shapes)
+        for index, block in enumerate(self.blocks):
+            if block_shapes is None:
+                block.build(inputs_shape)
+            else:
+                block.build(inputs_shape, block_shapes[index])
         self.output_layer_norm = None
         if self.normalize_first:
             self.output_layer_norm = self._make_layer_norm("output_layer_norm")

@@ -6,7 +6,6 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._initializers import clone_initializer
 from keras_transformer_layers.layers import masks
 
 # Masked scores are filled before the float32 softmax. A fill near the lowest
@@ -50,7 +49,7 @@ def attention_weights(query, key, mask=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(keras.layers.MultiHeadAttention):
     """Multi-head attention, `Concat(head_1, ..., head_h) W^O` (section 3.2.2).
 
     Each head computes scaled dot-product attention (equation 1),
@@ -59,11 +58,27 @@ class MultiHeadAttention(keras.layers.Layer):
     products at unit variance, so the softmax does not saturate as `key_dim`
     grows (footnote 4 of the paper).
 
-    Constructor names, call signature and weight layout follow
-    `keras.layers.MultiHeadAttention`: the `query`, `key`, `value` and
-    `attention_output` sublayers hold kernels of shape `(dim, num_heads,
-    key_dim)` and `(num_heads, value_dim, dim)`, in that order, so weights move
-    between the two with `get_weights()` / `set_weights()`.
+    A subclass of `keras.layers.MultiHeadAttention`: its `query`, `key`,
+    `value` and `attention_output` projections (`query_dense`, `key_dense`,
+    `value_dense`, `output_dense`) are Keras' own `EinsumDense` layers with
+    kernels of shape `(dim, num_heads, key_dim)` and
+    `(num_heads, value_dim, dim)`, so weights move between the two with
+    `get_weights()` / `set_weights()`, and what Keras gives its layer works
+    here too: `quantize("int8")` (on the layer or on a model holding it),
+    LoRA (`enable_lora`), and kernel/bias regularizers and constraints. This
+    subclass adds the masking guarantees below, the decoding caches, and
+    input checks; it supports rank-3 inputs `(batch, seq_len, dim)` only
+    (no `attention_axes`, `output_shape`, `use_gate` or `sliding_window`).
+    `quantize("int8")` works in memory (quantize after `load_model`): as for
+    Keras' own layer, the projections are rebuilt from this layer's dtype
+    policy when a file is loaded, so a quantized model does not reload from
+    `.keras`.
+
+    Under a float32 compute dtype, with `value_dim == key_dim`, without
+    dropout in effect and without `return_attention_scores`, the weights are computed by the fused
+    `keras.ops.dot_product_attention`, which is then provably the same
+    computation (see `_compute_attention`); otherwise by the explicit float32
+    softmax below.
 
     Masks: booleans, True = attend. The Keras masks of `query`, `value` and
     `key` (from `Embedding(mask_zero=True)`) are combined with
@@ -79,13 +94,24 @@ class MultiHeadAttention(keras.layers.Layer):
         num_heads: positive int, `h` in the paper.
         key_dim: positive int, size of each head for query and key, `d_k`.
         value_dim: positive int, size of each head for value, `d_v`.
-            Defaults to `key_dim`.
+            Defaults to `None`, which means `key_dim` (as in Keras, the
+            `value_dim` attribute and config then hold `key_dim`).
         dropout: float in `[0, 1)`, dropout on the attention weights.
             Defaults to `0.0`.
         use_bias: bool, whether the projections have biases. Defaults to `True`.
         kernel_initializer: initializer of the projection kernels. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
+        kernel_regularizer: optional regularizer of the four projection
+            kernels (its loss is in `layer.losses`). Defaults to `None`.
+        bias_regularizer: optional regularizer of the biases. Defaults to
+            `None`.
+        activity_regularizer: optional regularizer of the projections'
+            outputs. Defaults to `None`.
+        kernel_constraint: optional constraint the optimizer applies to the
+            projection kernels after each update. Defaults to `None`.
+        bias_constraint: optional constraint of the biases. Defaults to
+            `None`.
         seed: optional int, seed of the attention dropout. Defaults to `None`.
         **kwargs: base layer arguments such as `name` and `dtype`.
 
@@ -167,72 +193,71 @@ class MultiHeadAttention(keras.layers.Layer):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         _validation.check_positive_int("num_heads", num_heads)
         _validation.check_positive_int("key_dim", key_dim)
         _validation.check_optional_positive_int("value_dim", value_dim)
         _validation.check_rate("dropout", dropout)
         _validation.check_bool("use_bias", use_bias)
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.value_dim = value_dim
-        self.dropout = dropout
-        self.use_bias = use_bias
-        self.kernel_initializer = _validation.get_initializer(
-            "kernel_initializer", kernel_initializer
+        super().__init__(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            dropout=dropout,
+            use_bias=use_bias,
+            kernel_initializer=_validation.get_initializer(
+                "kernel_initializer", kernel_initializer
+            ),
+            bias_initializer=_validation.get_initializer(
+                "bias_initializer", bias_initializer
+            ),
+            kernel_regularizer=_validation.get_regularizer(
+                "kernel_regularizer", kernel_regularizer
+            ),
+            bias_regularizer=_validation.get_regularizer(
+                "bias_regularizer", bias_regularizer
+            ),
+            activity_regularizer=_validation.get_regularizer(
+                "activity_regularizer", activity_regularizer
+            ),
+            kernel_constraint=_validation.get_constraint(
+                "kernel_constraint", kernel_constraint
+            ),
+            bias_constraint=_validation.get_constraint(
+                "bias_constraint", bias_constraint
+            ),
+            seed=seed,
+            **kwargs,
         )
-        self.bias_initializer = _validation.get_initializer(
-            "bias_initializer", bias_initializer
-        )
-        self.seed = seed
-        self.supports_masking = True
-        self.dropout_layer = keras.layers.Dropout(
-            dropout, seed=seed, dtype=self.dtype_policy, name="dropout"
-        )
-
-    def _projection(self, equation, output_shape, bias_axes, name):
-        projection = keras.layers.EinsumDense(
-            equation,
-            output_shape=output_shape,
-            bias_axes=bias_axes if self.use_bias else None,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        # The padding masks are consumed by this layer; the projections only
-        # carry them along instead of warning that they drop them.
-        projection.supports_masking = True
-        return projection
 
     def build(self, query_shape, value_shape, key_shape=None):
         _validation.check_rank("query", query_shape, 3, "(batch, seq_len, dim)")
         _validation.check_rank("value", value_shape, 3, "(batch, seq_len, dim)")
         key_shape = value_shape if key_shape is None else key_shape
         _validation.check_rank("key", key_shape, 3, "(batch, seq_len, dim)")
-        value_dim = self.value_dim or self.key_dim
-        self.query_dense = self._projection(
-            "abc,cde->abde", (None, self.num_heads, self.key_dim), "de", "query"
-        )
-        self.query_dense.build(query_shape)
-        self.key_dense = self._projection(
-            "abc,cde->abde", (None, self.num_heads, self.key_dim), "de", "key"
-        )
-        self.key_dense.build(key_shape)
-        self.value_dense = self._projection(
-            "abc,cde->abde", (None, self.num_heads, value_dim), "de", "value"
-        )
-        self.value_dense.build(value_shape)
-        self.output_dense = self._projection(
-            "abcd,cde->abe", (None, query_shape[-1]), "e", "attention_output"
-        )
-        self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads, value_dim))
+        super().build(query_shape, value_shape, key_shape)
+        for projection in self._projections():
+            # The padding masks are consumed by this layer; the projections
+            # only carry them along instead of warning that they drop them.
+            projection.supports_masking = True
         self._input_dims = {
             "query": query_shape[-1], "value": value_shape[-1], "key": key_shape[-1]
         }
+
+    def _projections(self):
+        return (self.query_dense, self.key_dense, self.value_dense, self.output_dense)
+
+    @property
+    def dropout_layer(self):
+        """The dropout on the attention weights (saved under this name)."""
+        return self._dropout_layer
 
     def _check_inputs(self, query, value, key):
         """Float inputs of the widths the projections were built with.
@@ -385,13 +410,12 @@ class MultiHeadAttention(keras.layers.Layer):
         return ops.slice_update(full, (0, cache_update_index), new_mask)  # (., max_length)
 
     def _check_cache(self, cache):
-        value_dim = self.value_dim or self.key_dim
-        if len(cache.shape) != 5 or value_dim != self.key_dim:
+        if len(cache.shape) != 5 or self.value_dim != self.key_dim:
             raise ValueError(
                 "`cache` must have shape (batch, 2, max_length, num_heads, key_dim) "
                 "and needs `value_dim == key_dim`. Received: "
                 f"cache.shape={tuple(cache.shape)}, key_dim={self.key_dim}, "
-                f"value_dim={value_dim}"
+                f"value_dim={self.value_dim}"
             )
 
     def _attend(
@@ -407,18 +431,84 @@ class MultiHeadAttention(keras.layers.Layer):
             for _ in range(4 - len(attention_mask.shape)):
                 attention_mask = ops.expand_dims(attention_mask, -3)
             mask = masks.merge_masks(mask, attention_mask)  # (batch, heads, q, k)
-        weights = attention_weights(query, key, mask)
+        attended, weights = self._compute_attention(
+            query, key, value, mask, training, return_attention_scores
+        )  # (batch, query_len, heads, value_dim), (batch, heads, q, k) or None
+        output = self.output_dense(attended)  # (batch, query_len, query_dim)
+        outputs = (output, weights) if return_attention_scores else (output,)
+        if cache is not None:
+            outputs += (cache,)
+        return outputs if len(outputs) > 1 else output
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        """Equation (1) on projected heads: the Keras hook, with our masking.
+
+        `attention_mask` is the combined boolean mask, broadcastable to
+        `(batch, heads, query_len, key_len)`, or `None`. Returns the attended
+        values `(batch, query_len, heads, value_dim)` and the weights
+        `(batch, heads, query_len, key_len)` before dropout, or `None` for
+        them when the fused kernel ran.
+
+        The fused `ops.dot_product_attention` runs only where it provably
+        computes the same thing: in a float32 compute dtype (its logits and
+        softmax are then float32, as here; under `mixed_float16` its logits
+        would be float16 and could overflow), with `value_dim == key_dim`
+        (JAX's kernel needs it), no dropout in effect (it has none) and no
+        weights requested (it returns none). A masked key
+        gets a fill near `-0.7 * float32 max` there instead of `-3e38` here:
+        both give it exactly zero weight whenever the row has a real key. The
+        kernels disagree on rows whose keys are all masked (uniform weights,
+        or NaN on PyTorch), so those rows are let attend to every key, which
+        is finite everywhere, and their output is then set to zero, as here.
+        The flash kernels are never used: they need 16-bit inputs.
+        """
+        fused = (
+            self.compute_dtype == "float32"
+            and self.value_dim == self.key_dim
+            and not return_attention_scores
+            and not (training and self.dropout > 0.0)
+        )
+        if fused:
+            return self._fused_attention(query, key, value, attention_mask), None
+        weights = attention_weights(query, key, attention_mask)
         weights = ops.cast(weights, self.compute_dtype)  # (batch, heads, q, k)
         attended = ops.einsum(
             "bhqk,bkhd->bqhd",
             self.dropout_layer(weights, training=training),
             value,
         )  # (batch, query_len, heads, value_dim)
-        output = self.output_dense(attended)  # (batch, query_len, query_dim)
-        outputs = (output, weights) if return_attention_scores else (output,)
-        if cache is not None:
-            outputs += (cache,)
-        return outputs if len(outputs) > 1 else output
+        return attended, weights
+
+    def _fused_attention(self, query, key, value, mask):
+        """`ops.dot_product_attention`, with all-zero rows for fully masked queries."""
+        scale = 1.0 / math.sqrt(self.key_dim)
+        if mask is None:
+            return ops.dot_product_attention(
+                query, key, value, scale=scale, flash_attention=False
+            )  # (batch, query_len, heads, value_dim)
+        mask = ops.broadcast_to(
+            mask,
+            (ops.shape(query)[0], self.num_heads, ops.shape(query)[1], ops.shape(key)[1]),
+        )  # (batch, heads, q, k)
+        has_key = ops.any(mask, axis=-1, keepdims=True)  # (batch, heads, q, 1)
+        attended = ops.dot_product_attention(
+            query,
+            key,
+            value,
+            mask=ops.logical_or(mask, ops.logical_not(has_key)),
+            scale=scale,
+            flash_attention=False,
+        )  # (batch, query_len, heads, value_dim)
+        has_key = ops.transpose(has_key, (0, 2, 1, 3))  # (batch, q, heads, 1)
+        return ops.where(has_key, attended, ops.zeros_like(attended))
 
     def compute_cache(self, value, key=None):
         """Projects keys and values once, for `call(..., cache=...)` without an index.
@@ -466,22 +556,47 @@ class MultiHeadAttention(keras.layers.Layer):
             outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
         return outputs if len(outputs) > 1 else outputs[0]
 
+    def enable_lora(
+        self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"
+    ):
+        """Low-rank adaptation of the query and value projections.
+
+        Calls Keras' `EinsumDense.enable_lora` on `query_dense` and
+        `value_dense`, the two matrices Hu et al. (2021) adapt (`W^Q`, `W^V`),
+        and freezes every other weight of the layer, so that its trainable
+        weights are the four LoRA matrices only. The adapted kernel is
+        `W + (alpha / rank) A B`; with `b_initializer="zeros"` the layer's
+        output is unchanged until training moves `B`.
+
+        Args:
+            rank: positive int, the rank of the adaptation.
+            lora_alpha: optional positive number, the scale `alpha`. Defaults
+                to `rank`.
+            a_initializer: initializer of `A`. Defaults to `"he_uniform"`.
+            b_initializer: initializer of `B`. Defaults to `"zeros"`.
+
+        Raises:
+            ValueError: for a `rank` that is not a positive int, or (from
+                Keras) a layer that is not built or already has LoRA.
+
+        Reference:
+            Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models",
+            2021, section 4.2.
+        """
+        _validation.check_positive_int("rank", rank)
+        for variable in self.trainable_weights:
+            variable.trainable = False
+        for projection in (self.query_dense, self.value_dense):
+            projection.enable_lora(
+                rank,
+                lora_alpha=lora_alpha,
+                a_initializer=a_initializer,
+                b_initializer=b_initializer,
+            )  # adds trainable `lora_kernel_a` and `lora_kernel_b`
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "value_dim": self.value_dim,
-                "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-                "seed": self.seed,
-            }
-        )
+        # Settings of the Keras layer this rank-3 subclass does not take.
+        for name in ("use_gate", "output_shape", "attention_axes", "sliding_window"):
+            config.pop(name)
         return config

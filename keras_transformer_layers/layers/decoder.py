@@ -9,6 +9,10 @@ from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
 
+# How the encoder stack feeds the decoder blocks (see `TransformerDecoder`).
+ENCODER_CONNECTIONS = ("last", "layerwise")
+
+
 def _split_attention_outputs(outputs, with_scores, with_cache):
     """`(output, scores, cache)` from what `MultiHeadAttention` returned; `None`s for the absent."""
     if not (with_scores or with_cache):
@@ -186,18 +190,34 @@ class TransformerDecoderBlock(TransformerLayerBase):
         )
         model_dim = decoder_inputs_shape[-1]
         self._model_dim = model_dim
+        shape = decoder_inputs_shape
         self.self_attention = self._make_attention(model_dim, "self_attention")
-        self.self_attention.build(decoder_inputs_shape, decoder_inputs_shape)
-        self._build_residual("self_attention", decoder_inputs_shape)
+        self.self_attention.build(shape, shape)
+        self.self_attention_layer_norm = self._make_pre_norm("self_attention_layer_norm", shape)
+        self.self_attention_dropout = self._make_residual_dropout("self_attention_dropout")
+        self.self_attention_add_norm = self._make_add_norm("self_attention_add_norm", shape)
         self.cross_attention = None
+        self.cross_attention_layer_norm = None
+        self.cross_attention_dropout = None
+        self.cross_attention_add_norm = None
         if encoder_outputs_shape is not None:
-            _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape)
+            _check_encoder_width(shape, encoder_outputs_shape)
             self.cross_attention = self._make_attention(model_dim, "cross_attention")
-            self.cross_attention.build(decoder_inputs_shape, encoder_outputs_shape)
-            self._build_residual("cross_attention", decoder_inputs_shape)
+            self.cross_attention.build(shape, encoder_outputs_shape)
+            self.cross_attention_layer_norm = self._make_pre_norm(
+                "cross_attention_layer_norm", shape
+            )
+            self.cross_attention_dropout = self._make_residual_dropout(
+                "cross_attention_dropout"
+            )
+            self.cross_attention_add_norm = self._make_add_norm(
+                "cross_attention_add_norm", shape
+            )
         self.feed_forward = self._make_feed_forward()
-        self.feed_forward.build(decoder_inputs_shape)
-        self._build_residual("feed_forward", decoder_inputs_shape)
+        self.feed_forward.build(shape)
+        self.feed_forward_layer_norm = self._make_pre_norm("feed_forward_layer_norm", shape)
+        self.feed_forward_dropout = self._make_residual_dropout("feed_forward_dropout")
+        self.feed_forward_add_norm = self._make_add_norm("feed_forward_add_norm", shape)
 
     def _check_cache(self, name, cache, decoder_inputs):
         if cache is not None:
@@ -267,30 +287,28 @@ class TransformerDecoderBlock(TransformerLayerBase):
             self_attention_cache_update_index = _checked_cache_index(
                 self_attention_cache_update_index, decoder_inputs, self_attention_cache
             )
-        scores = {}
-        # Sublayer 1: masked (causal) multi-head self-attention, then Add & Norm.
-        x = self._sublayer_input("self_attention", decoder_inputs)
-        x = self.self_attention(
-            x,
-            x,
-            query_mask=decoder_inputs_mask,
-            value_mask=decoder_inputs_mask,
-            use_causal_mask=True,
-            cache=self_attention_cache,
-            cache_update_index=self_attention_cache_update_index,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
-        x, scores["self_attention"], self_attention_cache = _split_attention_outputs(
-            x, return_attention_scores, self_attention_cache is not None
-        )
-        x = self._residual("self_attention", decoder_inputs, x, training)
-        # Sublayer 2: attention over the encoder output, then Add & Norm.
-        if self.cross_attention is not None:
-            residual = x
-            x = self._sublayer_input("cross_attention", x)
-            x = self.cross_attention(
-                x,
+
+        def attend_to_target(h):
+            """Masked (causal) multi-head self-attention: (output, scores, cache)."""
+            outputs = self.self_attention(
+                h,
+                h,
+                query_mask=decoder_inputs_mask,
+                value_mask=decoder_inputs_mask,
+                use_causal_mask=True,
+                cache=self_attention_cache,
+                cache_update_index=self_attention_cache_update_index,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            return _split_attention_outputs(
+                outputs, return_attention_scores, self_attention_cache is not None
+            )
+
+        def attend_to_source(h):
+            """Attention over the encoder output (section 3.2.3): (output, scores)."""
+            outputs = self.cross_attention(
+                h,
                 encoder_outputs,
                 query_mask=decoder_inputs_mask,
                 value_mask=encoder_outputs_mask,
@@ -299,20 +317,40 @@ class TransformerDecoderBlock(TransformerLayerBase):
                 training=training,
             )
             # Precomputed keys and values come back unchanged.
-            x, scores["cross_attention"], _ = _split_attention_outputs(
-                x, return_attention_scores, cross_attention_cache is not None
+            output, scores, _ = _split_attention_outputs(
+                outputs, return_attention_scores, cross_attention_cache is not None
             )
-            x = self._residual("cross_attention", residual, x, training)
-        # Sublayer 3: position-wise feed-forward, then Add & Norm.
-        residual = x
-        x = self._sublayer_input("feed_forward", x)
-        x = self.feed_forward(x, training=training)
-        x = self._residual("feed_forward", residual, x, training)
+            return output, scores
+
+        scores = {}
+        x = decoder_inputs
+        if self.normalize_first:
+            # Pre-norm: x + Dropout(Sublayer(LayerNorm(x))) around each sublayer.
+            h, scores["self_attention"], updated_cache = attend_to_target(
+                self.self_attention_layer_norm(x)
+            )
+            x = x + self.self_attention_dropout(h, training=training)
+            if self.cross_attention is not None:
+                h, scores["cross_attention"] = attend_to_source(
+                    self.cross_attention_layer_norm(x)
+                )
+                x = x + self.cross_attention_dropout(h, training=training)
+            h = self.feed_forward(self.feed_forward_layer_norm(x), training=training)
+            x = x + self.feed_forward_dropout(h, training=training)
+        else:
+            # Post-norm, Figure 1: LayerNorm(x + Dropout(Sublayer(x))) after each sublayer.
+            h, scores["self_attention"], updated_cache = attend_to_target(x)
+            x = self.self_attention_add_norm(x, h, training=training)
+            if self.cross_attention is not None:
+                h, scores["cross_attention"] = attend_to_source(x)
+                x = self.cross_attention_add_norm(x, h, training=training)
+            h = self.feed_forward(x, training=training)
+            x = self.feed_forward_add_norm(x, h, training=training)
         outputs = (x,)
         if return_attention_scores:
             outputs += (scores,)
         if self_attention_cache is not None:
-            outputs += (self_attention_cache,)
+            outputs += (updated_cache,)
         return outputs if len(outputs) > 1 else x
 
     def compute_cross_attention_cache(self, encoder_outputs):
@@ -387,23 +425,36 @@ class TransformerDecoderBlock(TransformerLayerBase):
 class TransformerDecoder(TransformerStackBase):
     """The decoder stack: `num_layers` identical `TransformerDecoderBlock`s.
 
-    Section 3.1 of Vaswani et al. (2017): every block attends to the output of
-    the *last* encoder layer. The decoder's padding mask and the causal mask go
-    to every block's self-attention, the encoder's padding mask to every
-    block's cross-attention. Called without `encoder_outputs` it is a
-    decoder-only (GPT-style) stack. With `normalize_first=True` a final
-    LayerNorm follows the last block.
+    Section 3.1 of Vaswani et al. (2017). The decoder's padding mask and the
+    causal mask go to every block's self-attention, the encoder's padding
+    mask to every block's cross-attention. Called without `encoder_outputs`
+    it is a decoder-only (GPT-style) stack. With `normalize_first=True` a
+    final LayerNorm follows the last block.
+
+    How the N encoder blocks feed the N decoder blocks (`encoder_connection`):
+    `"last"`, the paper's (section 3.1, Figure 1), gives the output of the
+    *last* encoder block to every decoder block. `"layerwise"` gives decoder
+    block `i` the output of encoder block `i` (from
+    `TransformerEncoder(..., return_all_outputs=True)`), so both stacks need
+    the same depth; `encoder_outputs` is then a list or tuple of exactly
+    `num_layers` tensors, block 0 first. See
+    `docs/encoder_decoder_connection.md`.
 
     Args:
         num_layers: positive int, `N` in the paper.{args}
+        encoder_connection: `"last"` or `"layerwise"`, as above. Defaults to
+            `"last"`.
 
     Call arguments:
         decoder_inputs: tensor of shape `(batch, target_len, model_dim)`,
             usually the output of `PositionalEmbedding`.
-        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`;
-            omit it for the decoder-only form.
+        encoder_outputs: tensor of shape `(batch, source_len, model_dim)`,
+            or with `encoder_connection="layerwise"` a list or tuple of
+            `num_layers` such tensors; omit it for the decoder-only form.
         decoder_inputs_mask: optional boolean padding mask. Keras fills it.
-        encoder_outputs_mask: optional boolean padding mask. Keras fills it.
+        encoder_outputs_mask: optional boolean padding mask
+            `(batch, source_len)`; with `"layerwise"`, one mask for every
+            block or a list of `num_layers` masks. Keras fills it.
         self_attention_cache: optional tensor of shape
             `(batch, num_layers, 2, max_length, num_heads, key_dim)`, one
             self-attention cache per block (see `initial_self_attention_cache`).
@@ -414,9 +465,9 @@ class TransformerDecoder(TransformerStackBase):
             as in `TransformerDecoderBlock`. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, num_layers, 2, source_len, num_heads, key_dim)` from
-            `compute_cross_attention_cache`; `encoder_outputs` may then be
-            omitted (pass its padding mask as `encoder_outputs_mask`).
-            Defaults to `None`.
+            `compute_cross_attention_cache` (in both connections);
+            `encoder_outputs` may then be omitted (pass its padding mask as
+            `encoder_outputs_mask`). Defaults to `None`.
         training: bool; enables dropout.
 
     Returns:
@@ -424,7 +475,10 @@ class TransformerDecoder(TransformerStackBase):
         `self_attention_cache`, a tuple `(outputs, updated_cache)`.
 
     Raises:
-        ValueError: as `TransformerDecoderBlock`.
+        ValueError: as `TransformerDecoderBlock`; for an `encoder_connection`
+            other than `"last"` and `"layerwise"`; with `"layerwise"`, for
+            `encoder_outputs` (or a list of masks) that is not a list or tuple
+            of `num_layers` items; with `"last"`, for a list of them.
 
     Example:
 
@@ -434,6 +488,11 @@ class TransformerDecoder(TransformerStackBase):
     >>> source = np.ones((2, 6, 8), "float32")
     >>> tuple(decoder(target, source).shape)
     (2, 4, 8)
+    >>> layerwise = keras_transformer_layers.TransformerDecoder(
+    ...     num_layers=2, num_heads=2, intermediate_dim=16,
+    ...     encoder_connection="layerwise")
+    >>> tuple(layerwise(target, [source, 2 * source]).shape)
+    (2, 4, 8)
 
     Reference:
         Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
@@ -441,8 +500,75 @@ class TransformerDecoder(TransformerStackBase):
 
     block_class = TransformerDecoderBlock
 
+    def __init__(
+        self, num_layers, num_heads, intermediate_dim, encoder_connection="last", **kwargs
+    ):
+        _validation.check_one_of(
+            "encoder_connection", encoder_connection, ENCODER_CONNECTIONS
+        )
+        super().__init__(num_layers, num_heads, intermediate_dim, **kwargs)
+        self.encoder_connection = encoder_connection
+
+    def _per_block(self, name, value, is_list):
+        """`value` split into one item per block, following `encoder_connection`.
+
+        `is_list` tells whether `value` holds one item per encoder block. With
+        `"last"` (or `None`) every block gets `value` itself; with
+        `"layerwise"` block `i` gets `value[i]`.
+        """
+        if value is None or not (is_list or self.encoder_connection == "layerwise"):
+            return [value] * self.num_layers
+        if self.encoder_connection == "last":
+            raise ValueError(
+                f"`{name}` must be one tensor with encoder_connection='last' "
+                "(every block attends to the last encoder output); pass "
+                "encoder_connection='layerwise' for one per block. Received: "
+                f"{name}=<{type(value).__name__} of length {len(value)}>"
+            )
+        if not is_list or len(value) != self.num_layers:
+            received = f"len({name})={len(value)}" if is_list else f"{name}=<one tensor>"
+            raise ValueError(
+                f"With encoder_connection='layerwise', `{name}` must be a list or "
+                f"tuple of num_layers={self.num_layers} items, one per encoder "
+                f"block (from `TransformerEncoder(..., return_all_outputs=True)`). "
+                f"Received: {received}"
+            )
+        return list(value)
+
+    def _encoder_outputs_per_block(self, encoder_outputs):
+        return self._per_block(
+            "encoder_outputs", encoder_outputs, isinstance(encoder_outputs, (list, tuple))
+        )
+
+    def _encoder_masks_per_block(self, encoder_outputs_mask):
+        # With "layerwise", a single mask serves every block (the encoder
+        # outputs share the source padding).
+        if not isinstance(encoder_outputs_mask, (list, tuple)):
+            return [encoder_outputs_mask] * self.num_layers
+        return self._per_block("encoder_outputs_mask", encoder_outputs_mask, True)
+
     def build(self, decoder_inputs_shape, encoder_outputs_shape=None):
-        self._build_blocks(decoder_inputs_shape, encoder_outputs_shape)
+        is_list = encoder_outputs_shape is not None and all(
+            isinstance(shape, (list, tuple)) for shape in encoder_outputs_shape
+        )
+        self._build_blocks(
+            decoder_inputs_shape,
+            self._per_block("encoder_outputs", encoder_outputs_shape, is_list),
+        )
+
+    def _check_call(
+        self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+    ):
+        """Checks every block's arguments; returns the encoder outputs and masks per block."""
+        per_block = (
+            self._encoder_outputs_per_block(encoder_outputs),
+            self._encoder_masks_per_block(encoder_outputs_mask),
+        )
+        for block_outputs, block_mask in zip(*per_block):
+            _check_decoder_call(
+                self, decoder_inputs, block_outputs, decoder_inputs_mask, block_mask
+            )
+        return per_block
 
     def call(
         self,
@@ -459,17 +585,17 @@ class TransformerDecoder(TransformerStackBase):
         # With a single tensor argument Keras passes the padding mask as `mask`.
         if decoder_inputs_mask is None:
             decoder_inputs_mask = mask
-        _check_decoder_call(
-            self, decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
+        block_encoder_outputs, block_encoder_masks = self._check_call(
+            decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
         )
         x = decoder_inputs
         updated_caches = []
         for index, block in enumerate(self.blocks):
             x = block(
                 x,
-                encoder_outputs,
+                block_encoder_outputs[index],
                 decoder_inputs_mask=decoder_inputs_mask,
-                encoder_outputs_mask=encoder_outputs_mask,
+                encoder_outputs_mask=block_encoder_masks[index],
                 self_attention_cache=(
                     None if self_attention_cache is None else self_attention_cache[:, index]
                 ),
@@ -511,15 +637,25 @@ class TransformerDecoder(TransformerStackBase):
         """Cross-attention keys and values of every block, computed once per source.
 
         Args:
-            encoder_outputs: tensor of shape `(batch, source_len, model_dim)`.
+            encoder_outputs: tensor of shape `(batch, source_len, model_dim)`;
+                with `encoder_connection="layerwise"`, a list or tuple of
+                `num_layers` such tensors (block `i` projects item `i`).
 
         Returns:
             A tensor of shape
             `(batch, num_layers, 2, source_len, num_heads, key_dim)` to pass as
             `cross_attention_cache`.
+
+        Raises:
+            ValueError: for `encoder_outputs` that do not match
+                `encoder_connection`, as in `call`.
         """
+        per_block = self._encoder_outputs_per_block(encoder_outputs)
         return ops.stack(
-            [block.compute_cross_attention_cache(encoder_outputs) for block in self.blocks],
+            [
+                block.compute_cross_attention_cache(block_outputs)
+                for block, block_outputs in zip(self.blocks, per_block)
+            ],
             axis=1,
         )  # (batch, layers, 2, source_len, heads, key_dim)
 
@@ -536,8 +672,7 @@ class TransformerDecoder(TransformerStackBase):
         mask=None,
         **kwargs,
     ):
-        _check_decoder_call(
-            self,
+        self._check_call(
             decoder_inputs,
             encoder_outputs,
             mask if decoder_inputs_mask is None else decoder_inputs_mask,
@@ -549,6 +684,11 @@ class TransformerDecoder(TransformerStackBase):
         return output, keras.KerasTensor(
             self_attention_cache.shape, dtype=self_attention_cache.dtype
         )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"encoder_connection": self.encoder_connection})
+        return config
 
 
 TransformerDecoderBlock.__doc__ = TransformerDecoderBlock.__doc__.format(
