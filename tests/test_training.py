@@ -187,7 +187,8 @@ def test_bad_arguments():
 
 def test_keras_file_loads_in_a_fresh_process(tmp_path):
     # A user loads with `import keras_transformer_layers` only: the schedule,
-    # loss, metric and tokenizer must be registered by that import.
+    # loss and metric must be registered by that import; the tokenizer (a
+    # TensorFlow data-pipeline layer) by `import keras_transformer_layers.data`.
     import os
     import subprocess
     import sys
@@ -213,6 +214,7 @@ def test_keras_file_loads_in_a_fresh_process(tmp_path):
         "import keras, keras_transformer_layers\n"
         f"m = keras.models.load_model({path!r})\n"
         "print(type(m.optimizer._learning_rate).__name__, type(m.loss).__name__)\n"
+        "import keras_transformer_layers.data\n"
         f"t = keras.models.load_model({tokenizer_path!r})\n"
         "print(t(keras.ops.convert_to_tensor(['cab'])).numpy().tolist())\n"
     )
