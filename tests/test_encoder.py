@@ -7,6 +7,8 @@ from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
 from tests.layer_weights import block_params, randomize
 
+pytestmark = pytest.mark.backend_neutral
+
 BLOCK_KWARGS = {"num_heads": 2, "intermediate_dim": 16, "layer_norm_epsilon": 1e-5}
 
 
