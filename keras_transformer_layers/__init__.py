@@ -1,4 +1,13 @@
-"""The original Transformer (Vaswani et al., 2017) as serializable Keras 3 layers."""
+"""The original Transformer (Vaswani et al., 2017) as serializable Keras 3 layers.
+
+`import keras_transformer_layers` loads the layers, the models and the training
+recipe only (`keras.ops`, no TensorFlow-only module), which is everything a
+`.keras` file of this package needs. The submodules in `LAZY_SUBMODULES` import
+TensorFlow, tensorflow-datasets, matplotlib or ai-edge-litert and load on first
+use: `keras_transformer_layers.data` works after a bare import.
+"""
+
+import importlib
 
 from keras_transformer_layers.layers.add_norm import AddNorm
 from keras_transformer_layers.layers.attention import MultiHeadAttention
@@ -16,12 +25,24 @@ from keras_transformer_layers.models.transformer_lm import TransformerLM
 from keras_transformer_layers.models.transformer_lm import build_transformer_lm
 from keras_transformer_layers.version import __version__
 
-# Imported for their registrations, so that `keras.models.load_model` finds the
-# tokenizer, the schedule, the loss and the metric after `import
-# keras_transformer_layers` alone.
-from keras_transformer_layers import data  # noqa: F401, E402
+# Imported for its registrations, so that `keras.models.load_model` finds the
+# schedule, the loss and the metric after `import keras_transformer_layers`
+# alone. (`data.TextTokenizer` is registered by `import
+# keras_transformer_layers.data`: it runs on TensorFlow string ops only.)
 from keras_transformer_layers import training  # noqa: F401, E402
-from keras_transformer_layers import decoding  # noqa: F401, E402
+
+LAZY_SUBMODULES = ("data", "decoding", "export", "generation", "plotting")
+
+
+def __getattr__(name):
+    """Imports a submodule of `LAZY_SUBMODULES` on first access (PEP 562)."""
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(
+        f"module {__name__!r} has no attribute {name!r} "
+        f"(its submodules that load on first use: {', '.join(LAZY_SUBMODULES)})"
+    )
+
 
 __all__ = [
     "AddNorm",

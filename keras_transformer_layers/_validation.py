@@ -218,6 +218,9 @@ def check_ids_in_range(name, ids, low, high, high_name, ignore=None):
     Returns:
         A bool tensor shaped like `ids`, True at the out-of-range entries.
     """
+    # The values as given: on JAX (32-bit by default) `convert_to_tensor`
+    # wraps an int64 id such as 2**32 + 5 to 5.
+    values = concrete_value(ids)
     ids = keras.ops.convert_to_tensor(ids)
     bad = keras.ops.logical_or(ids < low, ids >= keras.ops.cast(high, ids.dtype))
     if ignore is not None:
@@ -225,9 +228,11 @@ def check_ids_in_range(name, ids, low, high, high_name, ignore=None):
     allowed = f"`{name}` must hold ids in [{low}, {high_name})"
     if ignore is not None:
         allowed += f" or the padding id {ignore}"
-    values = concrete_value(ids)
     if values is not None:
-        bad_index = np.argwhere(keras.ops.convert_to_numpy(bad))
+        bad_values = np.logical_or(values < low, values >= int(high))
+        if ignore is not None:
+            bad_values = np.logical_and(bad_values, values != ignore)
+        bad_index = np.argwhere(bad_values)
         if len(bad_index):
             index = tuple(int(i) for i in bad_index[0])
             raise ValueError(

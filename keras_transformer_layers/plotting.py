@@ -1,6 +1,6 @@
 """Pictures of attention heads and positional encodings (matplotlib).
 
-Needs the optional extra: `pip install "keras-transformer-layers[plot]"`.
+Needs the optional extra: `pip install -e ".[plot]"` (from the repository root).
 The helpers draw on a private `matplotlib.figure.Figure` with the Agg canvas,
 so they never touch pyplot's global state or need a display.
 """
@@ -18,8 +18,8 @@ def _figure(width, height):
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
-            "Plotting needs matplotlib. Install the extra: "
-            "pip install 'keras-transformer-layers[plot]'"
+            "Plotting needs matplotlib. Install the extra from the repository "
+            'root: pip install -e ".[plot]"'
         ) from error
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)

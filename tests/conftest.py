@@ -6,6 +6,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# The line that marks a test file as backend-neutral (see pyproject.toml).
+BACKEND_NEUTRAL = "pytestmark = pytest.mark.backend_neutral"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """On a backend other than TensorFlow, skips the files that are not backend-neutral.
+
+    Those files import TensorFlow at module level, so they are not even imported
+    (the JAX run of `make test` has no TensorFlow installed).
+    """
+    if keras.config.backend() == "tensorflow" or not collection_path.match("test_*.py"):
+        return None
+    if BACKEND_NEUTRAL not in collection_path.read_text(encoding="utf-8"):
+        return True
+    return None
+
 
 @pytest.fixture(autouse=True)
 def _float32_policy_and_seed():

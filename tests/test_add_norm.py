@@ -6,6 +6,8 @@ import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
 
+pytestmark = pytest.mark.backend_neutral
+
 
 def test_contract(tmp_path):
     x = np.random.rand(2, 4, 8).astype("float32")

@@ -10,6 +10,7 @@ staging folder the id of a process that has exited).
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -272,7 +273,7 @@ def without_litert(monkeypatch):
 
 
 def test_missing_litert_fails_before_writing(tmp_path, without_litert):
-    install = r"Install it with `pip install ai-edge-litert`"
+    install = re.escape('Install it with `pip install -e ".[litert]"`')
     with pytest.raises(ModuleNotFoundError, match=r"`export_tflite` needs .*ai-edge-litert.*" + install):
         export.export_tflite(small_model(1), tmp_path / "m.tflite")
     assert os.listdir(tmp_path) == []
@@ -299,7 +300,7 @@ def one_line_error(capsys):
 def test_cli_without_litert_exits_2_before_writing(tmp_path, keras_file, capsys, without_litert):
     for flags in (["--tflite"], ["--quantize", "float16"]):
         assert cli.main([str(keras_file), str(tmp_path / "out"), *flags]) == 2
-        assert "pip install ai-edge-litert" in one_line_error(capsys)
+        assert 'pip install -e ".[litert]"' in one_line_error(capsys)
         assert os.listdir(tmp_path) == []
 
 

@@ -8,6 +8,8 @@ import pytest
 
 import keras_transformer_layers  # noqa: F401  (registers the layers)
 
+pytestmark = pytest.mark.backend_neutral
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 

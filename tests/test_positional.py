@@ -6,6 +6,8 @@ import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
 
+pytestmark = pytest.mark.backend_neutral
+
 
 def test_positional_encoding_contract(tmp_path):
     check_layer(

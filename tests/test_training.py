@@ -1,12 +1,18 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training import TransformerSchedule
 from keras_transformer_layers.training import transformer_adam
+
+pytestmark = pytest.mark.backend_neutral
+
+TENSORFLOW_ONLY = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="TensorFlow-only: tf.function graphs and their assertions",
+)
 
 
 def _paper_rate(step, model_dim, warmup):
@@ -185,20 +191,25 @@ def test_bad_arguments():
         MaskedAccuracy(padding_id=None)
 
 
-def test_keras_file_loads_in_a_fresh_process(tmp_path):
-    # A user loads with `import keras_transformer_layers` only: the schedule,
-    # loss, metric and tokenizer must be registered by that import.
+def _load_in_a_fresh_process(script, backend):
     import os
     import subprocess
     import sys
 
-    from keras_transformer_layers.data import TextTokenizer
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
 
+
+def test_keras_file_loads_in_a_fresh_process(tmp_path):
+    # A user loads with `import keras_transformer_layers` only: the schedule,
+    # loss and metric must be registered by that import.
     keras.utils.set_random_seed(0)
-    strings = keras.Input(shape=(), dtype="string")
-    ids = TextTokenizer(vocabulary=list("abc"))(strings)
-    tokenizer_path = str(tmp_path / "tokenizer.keras")
-    keras.Model(strings, ids).save(tokenizer_path)
     model = _tiny_model()
     model.compile(
         optimizer=transformer_adam(model_dim=8, warmup_steps=5),
@@ -213,19 +224,30 @@ def test_keras_file_loads_in_a_fresh_process(tmp_path):
         "import keras, keras_transformer_layers\n"
         f"m = keras.models.load_model({path!r})\n"
         "print(type(m.optimizer._learning_rate).__name__, type(m.loss).__name__)\n"
+    )
+    loaded = _load_in_a_fresh_process(script, keras.config.backend())
+    assert loaded == "TransformerSchedule MaskedSparseCategoricalCrossentropy"
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="TensorFlow-only: TextTokenizer runs on TensorFlow string ops",
+)
+def test_tokenizer_keras_file_loads_in_a_fresh_process_after_importing_data(tmp_path):
+    # The tokenizer (a TensorFlow data-pipeline layer) is registered by
+    # `import keras_transformer_layers.data`, not by the bare import.
+    from keras_transformer_layers.data import TextTokenizer
+
+    strings = keras.Input(shape=(), dtype="string")
+    ids = TextTokenizer(vocabulary=list("abc"))(strings)
+    tokenizer_path = str(tmp_path / "tokenizer.keras")
+    keras.Model(strings, ids).save(tokenizer_path)
+    script = (
+        "import keras, keras_transformer_layers.data\n"
         f"t = keras.models.load_model({tokenizer_path!r})\n"
         "print(t(keras.ops.convert_to_tensor(['cab'])).numpy().tolist())\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    assert lines[-2] == "TransformerSchedule MaskedSparseCategoricalCrossentropy"
-    assert lines[-1] == "[[2, 6, 4, 5, 3]]"
+    assert _load_in_a_fresh_process(script, "tensorflow") == "[[2, 6, 4, 5, 3]]"
 
 
 def test_adam_refuses_float16_variables_whose_epsilon_underflows():
@@ -280,10 +302,15 @@ def _numpy_masked_loss(y_true, y_pred, label_smoothing, from_logits, padding_id)
 def _run(fn, mode):
     if mode == "eager":
         return fn
+    import tensorflow as tf
+
     return tf.function(fn, jit_compile=mode == "xla")
 
 
-@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize(
+    "mode", ["eager", pytest.param("graph", marks=TENSORFLOW_ONLY),
+             pytest.param("xla", marks=TENSORFLOW_ONLY)]
+)
 @pytest.mark.parametrize(
     "label_smoothing, from_logits, padding_id", [(0.0, True, 0), (0.1, True, 0), (0.3, False, 5)]
 )
@@ -337,8 +364,11 @@ def test_out_of_range_label_is_a_value_error_eagerly(bad):
         MaskedSparseCategoricalCrossentropy(padding_id=11)(y_true, y_pred)
 
 
+@TENSORFLOW_ONLY
 @pytest.mark.parametrize("bad", _BAD_LABELS)
 def test_out_of_range_label_fails_in_a_graph(bad):
+    import tensorflow as tf
+
     y_true = np.array([[1, bad, 0]])
     y_pred = np.zeros((1, 3, 12), "float32")
     message = (
@@ -351,7 +381,10 @@ def test_out_of_range_label_fails_in_a_graph(bad):
         tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
 
 
+@TENSORFLOW_ONLY
 def test_wrapping_label_fails_in_a_graph():
+    import tensorflow as tf
+
     y_true = np.array([[1, _WRAPPING_LABEL, 0]])
     y_pred = np.zeros((1, 3, 12), "float32")
     message = r"`y_true` must hold ids in \[0, num_classes\)"
@@ -361,8 +394,11 @@ def test_wrapping_label_fails_in_a_graph():
         tf.function(MaskedAccuracy().update_state)(y_true, y_pred)
 
 
+@TENSORFLOW_ONLY
 @pytest.mark.parametrize("bad", _BAD_LABELS + [_WRAPPING_LABEL])
 def test_out_of_range_label_is_nan_under_xla(bad):
+    import tensorflow as tf
+
     # XLA compiles assertions out; the loss, its gradient and the accuracy turn NaN.
     y_true = tf.constant([[1, 3, 0], [2, bad, 0]])
     logits = tf.Variable(np.random.default_rng(0).normal(size=(2, 3, 12)).astype("float32"))
@@ -401,8 +437,11 @@ def _tiny_transformer(jit_compile):
     return model
 
 
+@TENSORFLOW_ONLY
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_fit_fails_loudly_on_labels_beyond_the_target_vocabulary(jit_compile):
+    import tensorflow as tf
+
     # target_vocabulary_size=12: labels 0..11 train, label 15 must not.
     model = _tiny_transformer(jit_compile)
     inputs = {

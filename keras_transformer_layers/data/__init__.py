@@ -1,8 +1,17 @@
 """Datasets (TFDS builders), tokenizers and tf.data pipelines for translation.
 
 Importing this package registers the TFDS builders `synthetic_translation`
-and `spa_eng`.
+and `spa_eng`. Needs the `data` extra (tensorflow-datasets).
 """
+
+try:
+    import tensorflow_datasets  # noqa: F401
+except ImportError as error:
+    raise ModuleNotFoundError(
+        "`keras_transformer_layers.data` needs tensorflow-datasets. Install the "
+        'extra from the repository root: pip install -e ".[data]"',
+        name="tensorflow_datasets",
+    ) from error
 
 from keras_transformer_layers.data.pipeline import make_translation_dataset
 from keras_transformer_layers.data.spa_eng import SpaEng

@@ -66,7 +66,8 @@ def check_output_path(name, path, overwrite, suffix=None):
 
 
 STAGING_PREFIX = ".ktl-export-"
-LITERT_INSTALL = "pip install ai-edge-litert"
+# From the repository root: the `litert` extra of pyproject.toml.
+LITERT_INSTALL = 'pip install -e ".[litert]"'
 
 # Staging folders of this process that are still being written or committed.
 _active_staging = set()
