@@ -12,9 +12,10 @@ their outputs are O(1); measured max |output - float32| <= 4.3u, gradients
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_transformer_layers as ktl
+
+pytestmark = pytest.mark.backend_neutral
 
 UNIT_ROUNDOFF = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 OUTPUT_TOLERANCE = 20  # x u, absolute, on O(1) outputs
@@ -32,18 +33,39 @@ def _norm(tensors):
 
 
 def _outputs_and_gradients(block, inputs, call, jit_compile=False):
+    """The float32 outputs, and the gradients of a weighted sum of them with
+    respect to the inputs then the trainable variables (TensorFlow or JAX)."""
     weights = np.random.default_rng(1).standard_normal((2, 6, 16)).astype("float32")
+    if keras.config.backend() == "jax":
+        import jax
 
-    def forward(*tensors):
-        with tf.GradientTape() as tape:
-            tape.watch(tensors)
-            outputs = tf.cast(call(block, *tensors), "float32")
-            loss = tf.reduce_sum(outputs * weights)
-        return outputs, tape.gradient(loss, list(tensors) + block.trainable_variables)
+        variables = block.trainable_variables
 
-    if jit_compile:
-        forward = tf.function(forward, jit_compile=True)
-    outputs, gradients = forward(*(tf.constant(x) for x in inputs))
+        def forward(tensors, values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                outputs = keras.ops.cast(call(block, *tensors), "float32")
+            return keras.ops.sum(outputs * weights), outputs
+
+        gradient = jax.grad(forward, argnums=(0, 1), has_aux=True)
+        if jit_compile:
+            gradient = jax.jit(gradient)
+        (input_gradients, weight_gradients), outputs = gradient(
+            tuple(keras.ops.convert_to_tensor(x) for x in inputs), [v.value for v in variables]
+        )
+        gradients = list(input_gradients) + list(weight_gradients)
+    else:
+        import tensorflow as tf
+
+        def forward(*tensors):
+            with tf.GradientTape() as tape:
+                tape.watch(tensors)
+                outputs = tf.cast(call(block, *tensors), "float32")
+                loss = tf.reduce_sum(outputs * weights)
+            return outputs, tape.gradient(loss, list(tensors) + block.trainable_variables)
+
+        if jit_compile:
+            forward = tf.function(forward, jit_compile=True)
+        outputs, gradients = forward(*(tf.constant(x) for x in inputs))
     return np.asarray(outputs), [np.asarray(g, "float32") for g in gradients]
 
 
