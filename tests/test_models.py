@@ -244,6 +244,32 @@ def test_lm_is_causal_and_padding_masks_the_loss():
     assert model.outputs[0]._keras_mask is not None
 
 
+def _functional_transformer_as_before(source_vocabulary_size, target_vocabulary_size, **kwargs):
+    """The plain functional model `build_transformer` returned before the class."""
+    dropout, model_dim = kwargs.pop("dropout", 0.1), kwargs.pop("model_dim")
+    stack = {**kwargs, "dropout": dropout}
+    encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
+    decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
+    x = ktl.PositionalEmbedding(source_vocabulary_size, model_dim)(encoder_inputs)
+    x = keras.layers.Dropout(dropout)(x)
+    encoder_outputs = ktl.TransformerEncoder(**stack)(x)
+    y = ktl.PositionalEmbedding(target_vocabulary_size, model_dim)(decoder_inputs)
+    y = keras.layers.Dropout(dropout)(y)
+    y = ktl.TransformerDecoder(**stack)(y, encoder_outputs)
+    logits = keras.layers.Dense(target_vocabulary_size, dtype="float32")(y)
+    return keras.Model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, logits)
+
+
+def test_a_seeded_seq2seq_starts_from_the_weights_of_the_functional_model_before():
+    keras.utils.set_random_seed(7)
+    before = _functional_transformer_as_before(20, 24, **SMALL)
+    keras.utils.set_random_seed(7)
+    model = ktl.build_transformer(20, 24, **SMALL)
+    assert len(model.weights) == len(before.weights)
+    for new, old in zip(model.weights, before.weights):
+        np.testing.assert_array_equal(_numpy(new), _numpy(old), err_msg=new.path)
+
+
 SEQ2SEQ_CONFIG = {
     "source_vocabulary_size": 20,
     "target_vocabulary_size": 24,
@@ -314,6 +340,33 @@ def test_file_saved_by_the_class_on_tensorflow_loads_with_the_same_outputs(kind)
     expected = io[f"{kind}_logits"]
     np.testing.assert_allclose(_full_logits(model), expected, atol=1e-5)
     _assert_equal_at_real_positions(_cached_logits(model, prefill=2), expected)
+
+
+def test_legacy_functional_file_gets_the_interface_and_converts_to_the_class():
+    """A `.keras` file of the plain functional model (before the classes) loads as
+    a plain functional model: `CachedDecoding` over its layers gives it the
+    interface, and its weights load into the class in the same order."""
+    io = np.load(FIXTURES / "legacy_io.npz")
+    legacy = keras.models.load_model(FIXTURES / "legacy_postnorm.keras")
+    source, target = io["encoder_inputs"], io["decoder_inputs"]
+    real = target != 0
+    interface = ktl.CachedDecoding(
+        encoder_embedding=legacy.get_layer("encoder_embedding"),
+        encoder=legacy.get_layer("encoder"),
+        decoder_embedding=legacy.get_layer("decoder_embedding"),
+        decoder=legacy.get_layer("decoder"),
+        logits=legacy.get_layer("logits"),
+    )
+    state = interface.call_encoder(source)
+    cache = interface.initial_cache(*target.shape)
+    logits, _ = interface.call_decoder_with_cache(target, 0, cache, state)
+    np.testing.assert_allclose(_numpy(logits)[real], io["postnorm_logits"][real], atol=1e-5)
+    model = ktl.build_transformer(
+        20, 24, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32
+    )
+    model.set_weights(legacy.get_weights())
+    converted = model({"encoder_inputs": source, "decoder_inputs": target})
+    np.testing.assert_allclose(_numpy(converted), io["postnorm_logits"], atol=1e-5)
 
 
 def test_clone_model_and_from_config_copy_the_model():

@@ -147,7 +147,12 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             "normalize_first": normalize_first,
             "dtype": policy,
         }
-        # === Layers ===
+        # === Layers and functional graph ===
+        # Created in graph order, as the functional `build_transformer` always
+        # did: layers draw seeds when created, so a seeded model starts from
+        # the same weights as before.
+        encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
+        decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
         encoder_embedding = PositionalEmbedding(
             source_vocabulary_size,
             model_dim,
@@ -155,7 +160,10 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             dtype=policy,
             name="encoder_embedding",
         )
+        x = encoder_embedding(encoder_inputs)
+        x = keras.layers.Dropout(dropout, dtype=policy, name="encoder_embedding_dropout")(x)
         encoder = TransformerEncoder(**stack_kwargs, name="encoder")
+        encoder_outputs = encoder(x)
         decoder_embedding = PositionalEmbedding(
             target_vocabulary_size,
             model_dim,
@@ -163,18 +171,11 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             dtype=policy,
             name="decoder_embedding",
         )
-        decoder = TransformerDecoder(**stack_kwargs, name="decoder")
-        logits_layer = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
-
-        # === Functional model ===
-        encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
-        decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
-        x = encoder_embedding(encoder_inputs)
-        x = keras.layers.Dropout(dropout, dtype=policy, name="encoder_embedding_dropout")(x)
-        encoder_outputs = encoder(x)
         y = decoder_embedding(decoder_inputs)
         y = keras.layers.Dropout(dropout, dtype=policy, name="decoder_embedding_dropout")(y)
+        decoder = TransformerDecoder(**stack_kwargs, name="decoder")
         y = decoder(y, encoder_outputs)
+        logits_layer = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
         logits = logits_layer(y)
         super().__init__(
             inputs={"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},

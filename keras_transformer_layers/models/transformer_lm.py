@@ -120,7 +120,9 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             max_wavelength,
         )
         policy = layers_dtype_policy(dtype)
-        # === Layers ===
+        # === Layers and functional graph ===
+        # Created in graph order: layers draw seeds when created.
+        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         embedding = PositionalEmbedding(
             vocabulary_size,
             model_dim,
@@ -128,6 +130,8 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             dtype=policy,
             name="embedding",
         )
+        x = embedding(token_ids)
+        x = keras.layers.Dropout(dropout, dtype=policy, name="embedding_dropout")(x)
         decoder = TransformerDecoder(
             num_layers=num_layers,
             num_heads=num_heads,
@@ -139,13 +143,8 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             dtype=policy,
             name="decoder",
         )
-        logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
-
-        # === Functional model ===
-        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
-        x = embedding(token_ids)
-        x = keras.layers.Dropout(dropout, dtype=policy, name="embedding_dropout")(x)
         x = decoder(x)  # no memory: causal self-attention blocks only
+        logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
         logits = logits_layer(x)
         super().__init__(inputs=token_ids, outputs=logits, name=name, **kwargs)
 
