@@ -178,8 +178,9 @@ def _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad
     Step `t` reads the full model's logits at position `t` and picks
     position `t + 1`, unless a row's prompt has a token there. The model
     runs on the whole fixed-width buffer every step (the causal mask hides
-    the positions after `t`), so JAX compiles its ops for one shape only. Returns the tokens and the summed
-    log-probabilities of the chosen (not prompt) tokens.
+    the positions after `t`), so JAX compiles its ops for one shape only.
+    Returns the tokens and the summed log-probabilities of the chosen (not
+    prompt) tokens.
     """
     tokens, prompt_lengths = _start(source, prompts, max_length, start_id, pad_id)
     batch, length = tokens.shape
