@@ -9,7 +9,11 @@ from keras_transformer_layers.layers.encoder import TransformerEncoderBlock
 from keras_transformer_layers.layers.feed_forward import FeedForward
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.positional import PositionalEncoding
+from keras_transformer_layers.models.cached_decoding import CachedDecoding
+from keras_transformer_layers.models.transformer import Seq2SeqTransformer
 from keras_transformer_layers.models.transformer import build_transformer
+from keras_transformer_layers.models.transformer_lm import TransformerLM
+from keras_transformer_layers.models.transformer_lm import build_transformer_lm
 from keras_transformer_layers.version import __version__
 
 # Imported for their registrations, so that `keras.models.load_model` finds the
@@ -30,5 +34,9 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "build_transformer",
+    "CachedDecoding",
+    "Seq2SeqTransformer",
+    "TransformerLM",
+    "build_transformer_lm",
     "__version__",
 ]

@@ -22,6 +22,7 @@ package's layers gets it from `CachedDecoding`, given the layer objects.
 
 import dataclasses
 
+import keras
 from keras import ops
 
 from keras_transformer_layers.layers.decoder import TransformerDecoder
@@ -171,24 +172,44 @@ class CachedDecoding(CachedDecodingMixin):
     """The decoding interface for a functional model composed from the layers.
 
     `Seq2SeqTransformer` and `TransformerLM` already have the interface. A
-    model built by hand from `PositionalEmbedding`, `TransformerEncoder`,
-    `TransformerDecoder` and a final logits layer gets it by passing those
-    layer objects here; the result goes wherever a generator takes a model.
+    functional model built by hand from `PositionalEmbedding`,
+    `TransformerEncoder`, `TransformerDecoder` and a final logits layer gets
+    it by passing those layer objects (the ones the model calls, so they share
+    its weights) here; the result goes wherever a generator takes a model.
+    `call_decoder_with_cache` runs, in inference mode: the decoder embedding,
+    the decoder (over the cache, and over the encoder state's cross-attention
+    keys and values when there is an encoder), then the logits layer. Layers
+    the interface does not know are skipped: dropout (off at inference) is
+    fine, but a model with other layers between these (an extra projection,
+    tied embeddings computed in a `Lambda`) gives other logits than its
+    cached steps; compare `call_decoder_with_cache` with the full model once,
+    as the example does.
+
+    Causal self-attention (section 3.2.3) is what makes caching exact: the
+    keys and values of position `i` never depend on later positions, so they
+    are computed once and reused by every later step.
 
     Args:
         decoder_embedding: the `PositionalEmbedding` of the target ids.
-        decoder: the `TransformerDecoder`.
-        logits: the layer giving the logits from the decoder output, e.g. a
-            `keras.layers.Dense`.
+        decoder: the `TransformerDecoder`, built (the model called once).
+        logits: the built Keras layer giving the logits from the decoder
+            output, e.g. a `keras.layers.Dense`.
         encoder_embedding: the `PositionalEmbedding` of the source ids;
             `None` (the default) for a decoder-only model.
-        encoder: the `TransformerEncoder`; `None` (the default) for a
+        encoder: the built `TransformerEncoder`; `None` (the default) for a
             decoder-only model.
+
+    Returns:
+        An object with `decoding_spec`, `call_encoder`, `initial_cache` and
+        `call_decoder_with_cache` (see `CachedDecodingMixin`); it is not a
+        layer and is not called itself.
 
     Raises:
         ValueError: if a layer is not of the type above, if only one of
-            `encoder_embedding` and `encoder` is given, or if a layer is not
-            built (call the model once first).
+            `encoder_embedding` and `encoder` is given, if a layer is not
+            built (call the model once first), or if `encoder` is given for a
+            decoder built without cross-attention (or left out for one built
+            with it).
 
     Example:
 
@@ -198,26 +219,36 @@ class CachedDecoding(CachedDecodingMixin):
     ...     num_layers=1, num_heads=2, intermediate_dim=32)
     >>> dense = keras.layers.Dense(50)
     >>> model = keras.Model(inputs, dense(decoder(embedding(inputs))))
-    >>> interface = keras_transformer_layers.models.CachedDecoding(
+    >>> interface = keras_transformer_layers.CachedDecoding(
     ...     decoder_embedding=embedding, decoder=decoder, logits=dense)
     >>> interface.decoding_spec.logits_size
     50
+    >>> ids = np.array([[2, 7, 9]])
+    >>> cache = interface.initial_cache(batch_size=1, max_length=3)
+    >>> logits, cache = interface.call_decoder_with_cache(ids, 0, cache, {})
+    >>> bool(np.allclose(logits, model(ids), atol=1e-5))
+    True
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.2.3.
     """
 
     def __init__(
         self, *, decoder_embedding, decoder, logits, encoder_embedding=None, encoder=None
     ):
-        for name, layer, expected in (
-            ("decoder_embedding", decoder_embedding, PositionalEmbedding),
-            ("decoder", decoder, TransformerDecoder),
-            ("encoder_embedding", encoder_embedding, (PositionalEmbedding, type(None))),
-            ("encoder", encoder, (TransformerEncoder, type(None))),
+        for name, layer, expected, optional in (
+            ("decoder_embedding", decoder_embedding, PositionalEmbedding, False),
+            ("decoder", decoder, TransformerDecoder, False),
+            ("logits", logits, keras.layers.Layer, False),
+            ("encoder_embedding", encoder_embedding, PositionalEmbedding, True),
+            ("encoder", encoder, TransformerEncoder, True),
         ):
-            if not isinstance(layer, expected):
-                kind = getattr(expected, "__name__", getattr(expected[0], "__name__", ""))
+            if not (isinstance(layer, expected) or (optional and layer is None)):
+                package = "Keras" if expected is keras.layers.Layer else "this package's"
                 raise ValueError(
-                    f"`{name}` must be a `{kind}` layer of this package. "
-                    f"Received: {name}={layer!r}"
+                    f"`{name}` must be a {package} `{expected.__name__}` layer"
+                    + (" or None" if optional else "")
+                    + f". Received: {name}={layer!r}"
                 )
         if (encoder_embedding is None) != (encoder is None):
             raise ValueError(
@@ -226,11 +257,20 @@ class CachedDecoding(CachedDecodingMixin):
                 f"Received: encoder_embedding={encoder_embedding!r}, encoder={encoder!r}"
             )
         for name, layer in (("decoder", decoder), ("logits", logits), ("encoder", encoder)):
-            if layer is not None and not getattr(layer, "built", False):
+            if layer is not None and not layer.built:
                 raise ValueError(
                     f"`{name}` must be a built layer: call the model once before "
                     f"generating. Received: {name}={layer!r}"
                 )
+        has_cross_attention = decoder.blocks[0].cross_attention is not None
+        if has_cross_attention != (encoder is not None):
+            raise ValueError(
+                "`encoder` must be given exactly when `decoder` was built with "
+                "cross-attention (called with encoder outputs). Received: "
+                f"encoder={encoder!r} with a decoder built "
+                + ("with" if has_cross_attention else "without")
+                + " cross-attention"
+            )
         self.decoder_embedding = decoder_embedding
         self.decoder = decoder
         self.logits_layer = logits
