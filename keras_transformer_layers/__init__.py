@@ -21,7 +21,6 @@ from keras_transformer_layers.version import __version__
 # keras_transformer_layers` alone.
 from keras_transformer_layers import data  # noqa: F401, E402
 from keras_transformer_layers import training  # noqa: F401, E402
-from keras_transformer_layers import decoding  # noqa: F401, E402
 
 __all__ = [
     "AddNorm",

@@ -17,6 +17,8 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+import keras_transformer_layers as ktl
+
 from keras_transformer_layers.export import generation as generation_export
 from keras_transformer_layers.export import (
     export_decode_step_tflite,
@@ -481,3 +483,19 @@ def test_generation_tflite_refuses_a_mixed_precision_model(tmp_path):
         with pytest.raises(ValueError, match=r"float32 dtype policy.*Received: .*float16"):
             export()
     assert os.listdir(tmp_path) == []
+
+
+def test_transformer_lm_exports_and_verifies_against_keras(tmp_path):
+    """`build_transformer_lm` has the interface itself: no wrapper needed."""
+    keras.utils.set_random_seed(3)
+    lm_model = ktl.build_transformer_lm(
+        12, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0
+    )
+    generator = Generator(lm_model, max_length=6)
+    report = export_generation_saved_model(generator, tmp_path / "lm", sample_inputs=PROMPTS)
+    assert report["signatures"] == ["decode_step", "serving_default"]
+    assert report["token_agreement"] == 1.0 and report["max_abs_diff"] <= 1e-4
+    serve = tf.saved_model.load(report["path"]).signatures["serving_default"]
+    np.testing.assert_array_equal(
+        serve(prompt_ids=tf.constant(PROMPTS))["token_ids"], generator.generate(PROMPTS)
+    )
