@@ -26,7 +26,7 @@ from keras_transformer_layers.export import (
     export_generation_tflite,
     generation_signatures,
 )
-from keras_transformer_layers.generation import BeamSearch, Generator
+from keras_transformer_layers.generation import BeamSearch, Generator, Sampling
 from keras_transformer_layers.tokens import END_ID, START_ID
 from tests.generation_fixtures import interface_of, small_model, sources, trained_model  # noqa: F401
 
@@ -499,3 +499,17 @@ def test_transformer_lm_exports_and_verifies_against_keras(tmp_path):
     np.testing.assert_array_equal(
         serve(prompt_ids=tf.constant(PROMPTS))["token_ids"], generator.generate(PROMPTS)
     )
+
+
+def test_sampling_saved_model_draws_the_keras_sample_and_tflite_refuses_it(tmp_path):
+    """The strategy's seed is baked in; TFLite has no builtin random draw."""
+    generator = Generator(lm()[1], Sampling(top_k=5, seed=7), max_length=LM_MAX_LENGTH)
+    tokens = generator.generate(PROMPTS)
+    assert not np.array_equal(tokens, generator.generate(PROMPTS, seed=8))  # seeds matter
+    report = export_generation_saved_model(generator, tmp_path / "sm", sample_inputs=PROMPTS)
+    assert report["token_agreement"] == 1.0
+    serve = tf.saved_model.load(report["path"]).signatures["serving_default"]
+    np.testing.assert_array_equal(serve(prompt_ids=tf.constant(PROMPTS))["token_ids"], tokens)
+    with pytest.raises(ValueError, match=r"`generator` must search greedily.*Received: .*Sampling"):
+        export_generation_tflite(generator, tmp_path / "g.tflite")
+    assert sorted(os.listdir(tmp_path)) == ["sm"]

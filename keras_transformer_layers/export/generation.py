@@ -44,6 +44,7 @@ from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import tflite
 from keras_transformer_layers.export import verify
 from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Sampling
 
 GENERATE_SIGNATURE = "generate"
 ENCODE_SIGNATURE = "encode"
@@ -416,7 +417,6 @@ def export_generation_saved_model(
         for name, function in functions.items()
     }
     module = _module(functions.values())
-    module.signature_functions = list(functions.values())
     with _io.atomic_output(path) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
         report = {"path": path, "signatures": sorted(signatures)}
@@ -489,7 +489,8 @@ def export_generation_tflite(
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed (checked
             before anything is written).
-        ValueError: for an argument of the wrong type or out of range.
+        ValueError: for an argument of the wrong type or out of range, or a
+            `Sampling` generator (TFLite has no builtin random draw).
         OSError: the file cannot be written (`path` is left as it was).
 
     Example:
@@ -502,6 +503,13 @@ def export_generation_tflite(
     ```
     """
     _check_tflite("export_generation_tflite", generator, batch_size)
+    if isinstance(generator.strategy, Sampling):
+        raise ValueError(
+            "`generator` must search greedily or with beams for TFLite: sampling draws "
+            "with `StatelessMultinomial`, which has no TFLite builtin kernel. Export a "
+            "SavedModel, or the decoder step (`export_decode_step_tflite`) and sample "
+            f"in the caller's loop. Received: generator with strategy={generator.strategy!r}"
+        )
     _check_input_len("input_len", input_len, generator)
     path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
     if os.path.isdir(path):
