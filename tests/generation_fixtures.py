@@ -175,9 +175,12 @@ def _output(tokens, source):
 def _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad_id):
     """The full model on the whole prefix per step; `choose(logits, step)` picks the tokens.
 
-    Step `t` feeds positions `0..t` and picks position `t + 1`, unless a
-    row's prompt has a token there. Returns the tokens and the summed
-    log-probabilities of the chosen (not prompt) tokens.
+    Step `t` reads the full model's logits at position `t` and picks
+    position `t + 1`, unless a row's prompt has a token there. The model
+    runs on the whole fixed-width buffer every step (the causal mask hides
+    the positions after `t`), so JAX compiles its ops for one shape only.
+    Returns the tokens and the summed log-probabilities of the chosen (not
+    prompt) tokens.
     """
     tokens, prompt_lengths = _start(source, prompts, max_length, start_id, pad_id)
     batch, length = tokens.shape
@@ -186,7 +189,7 @@ def _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad
     for step in range(length - 1):
         if finished.all():
             break
-        logits = full_logits(model, source, tokens[:, : step + 1])[:, -1]
+        logits = full_logits(model, source, tokens)[:, step]
         log_probs = log_softmax(logits)
         allowed = logits.copy()
         allowed[:, [pad_id, start_id]] = -np.inf
@@ -274,9 +277,7 @@ def recompute_beam(
         if finished.all():
             break
         forced = step + 1 < prompt_lengths  # (batch,)
-        logits = full_logits(
-            model, beams_source, prefixes.reshape(batch * beams, -1)[:, : step + 1]
-        )[:, -1]
+        logits = full_logits(model, beams_source, prefixes.reshape(batch * beams, -1))[:, step]
         log_probs = log_softmax(logits).reshape(batch, beams, -1)
         vocabulary_size = log_probs.shape[-1]
         log_probs[..., [pad_id, start_id]] = -1e9
@@ -334,7 +335,8 @@ def cached_step_logits(interface, decoder_inputs, source=None):
     steps = []
     for index in range(decoder_inputs.shape[1]):
         logits, cache = interface.call_decoder_with_cache(
-            decoder_inputs[:, index : index + 1], index, cache, state
+            decoder_inputs[:, index : index + 1], ops.convert_to_tensor(index, "int32"), cache,
+            state,
         )
         steps.append(ops.convert_to_numpy(logits)[:, 0])
     return np.stack(steps, axis=1)  # (batch, steps, vocabulary)

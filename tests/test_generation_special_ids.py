@@ -1,9 +1,9 @@
 """Cached generation equals a full recompute, and never emits the padding or start id.
 
 For encoder-decoder and decoder-only models (prompts of different lengths in
-one batch), with greedy, beam search and sampling, run eagerly
-(`generate_tensors` called directly), compiled (`generate`: a `tf.function`
-graph on TensorFlow, `jax.jit` on JAX) and with XLA (TensorFlow only).
+one batch), with greedy, beam search and sampling, compiled (`generate`: a
+`tf.function` graph on TensorFlow, `jax.jit` on JAX), and on TensorFlow also
+eagerly (`generate_tensors` called directly) and with XLA.
 
 The full model masks a padding id inside the target; a key/value cache keeps
 every written position as a real token. A generated padding id would make the
@@ -46,10 +46,17 @@ PROMPTS = np.array(
 PROMPT_LENGTHS = (PROMPTS != 0).sum(1)
 LM_MAX_LENGTH = 11
 TF_ONLY = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow", reason="TensorFlow-only: XLA via tf.function"
+    keras.config.backend() != "tensorflow",
+    reason="TensorFlow-only: XLA via tf.function, and eager TF next to its graph",
 )
+# Eager on JAX compiles the `lax.while_loop` like `jax.jit` does ("compiled").
 MODES = pytest.mark.parametrize(
-    "mode", ["eager", "compiled", pytest.param("xla", marks=TF_ONLY)]
+    "mode",
+    [
+        pytest.param("eager", marks=TF_ONLY),
+        "compiled",
+        pytest.param("xla", marks=TF_ONLY),
+    ],
 )
 KINDS = pytest.mark.parametrize("kind", ["seq2seq", "decoder_only"])
 
@@ -186,7 +193,10 @@ SAMPLING_SETTINGS = [
 @pytest.mark.parametrize(
     "mode, settings",
     [("compiled", settings) for settings in SAMPLING_SETTINGS]
-    + [("eager", SAMPLING_SETTINGS[3]), pytest.param("xla", SAMPLING_SETTINGS[3], marks=TF_ONLY)],
+    + [
+        pytest.param("eager", SAMPLING_SETTINGS[3], marks=TF_ONLY),
+        pytest.param("xla", SAMPLING_SETTINGS[3], marks=TF_ONLY),
+    ],
     ids=["plain", "top_k", "top_p", "top_k_vocabulary_and_top_p", "eager", "xla"],
 )
 @KINDS
@@ -208,7 +218,7 @@ def test_sampling_excludes_padding_and_start_and_equals_full_recompute(
             lambda: recompute_sample(model, max_length, 11, **references, **settings),
         )
         np.testing.assert_array_equal(token_ids, expected_ids)
-    if mode != "compiled":
+    if mode != "compiled" or settings is SAMPLING_SETTINGS[0]:
         assert_cached_equals_full(model, interface, token_ids, references)
     # XLA draws other samples from the same seed: each token must still lie in
     # the filtered support of the full model's logits on its prefix.

@@ -127,8 +127,7 @@ class Strategy:
     `__init__` and returned by `get_config`. Subclasses implement `search`.
     """
 
-    num_beams = 1
-    seed = None
+    seed = None  # the sampling seed `generate` uses when given none
 
     def check_generation_settings(self, max_length, vocabulary_size, num_emittable):
         """Checks the settings against a generator's (no-op by default).
