@@ -177,7 +177,7 @@ def _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad
 
     Step `t` reads the full model's logits at position `t` and picks
     position `t + 1`, unless a row's prompt has a token there. The model
-    runs on the whole fixed-width buffer every step (the causal mask hides
+    runs on the whole fixed-width buffer but its last position every step (the causal mask hides
     the positions after `t`), so JAX compiles its ops for one shape only.
     Returns the tokens and the summed log-probabilities of the chosen (not
     prompt) tokens.
@@ -189,7 +189,7 @@ def _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad
     for step in range(length - 1):
         if finished.all():
             break
-        logits = full_logits(model, source, tokens)[:, step]
+        logits = full_logits(model, source, tokens[:, :-1])[:, step]  # the last is never fed
         log_probs = log_softmax(logits)
         allowed = logits.copy()
         allowed[:, [pad_id, start_id]] = -np.inf
@@ -277,7 +277,8 @@ def recompute_beam(
         if finished.all():
             break
         forced = step + 1 < prompt_lengths  # (batch,)
-        logits = full_logits(model, beams_source, prefixes.reshape(batch * beams, -1))[:, step]
+        fed = prefixes.reshape(batch * beams, -1)[:, :-1]  # the last position is never fed
+        logits = full_logits(model, beams_source, fed)[:, step]
         log_probs = log_softmax(logits).reshape(batch, beams, -1)
         vocabulary_size = log_probs.shape[-1]
         log_probs[..., [pad_id, start_id]] = -1e9
