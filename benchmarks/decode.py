@@ -7,7 +7,7 @@ model_dim 256, 8 heads, intermediate 1024, vocabulary 8000), a source of 32
 tokens and generate exactly 64 tokens (the end id is disabled so no variant
 stops early). Each variant is one `tf.function` around a `while_loop`:
 
-- `cached, jit`/`cached`: `TranslationGenerator` (key/value cache, encoder
+- `cached, jit`/`cached`: `Generator.generate` (key/value cache, encoder
   and cross-attention keys/values computed once), with and without XLA.
 - `recompute`: the TensorFlow tutorial's way, the full model (encoder
   included) on the whole prefix at every step, in one compiled loop.
@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
-from keras_transformer_layers.data.tokenizer import START_ID  # noqa: E402
-from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
+from keras_transformer_layers.generation import Generator  # noqa: E402
+from keras_transformer_layers.tokens import START_ID  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
 SOURCE_LEN, NEW_TOKENS = 32, 64
@@ -206,11 +206,11 @@ def main():
         num_heads=NUM_HEADS, intermediate_dim=INTERMEDIATE_DIM, dropout=0.0,
     )
     settings = {"max_length": NEW_TOKENS, "end_id": None}
-    cached = TranslationGenerator(model, **settings)
-    cached_jit = TranslationGenerator(model, jit_compile=True, **settings)
+    cached = Generator(model, **settings)
+    cached_jit = Generator(model, jit_compile=True, **settings)
     variants = {
-        "cached, jit": lambda source: cached_jit._function(source, tf.constant(0)),
-        "cached": lambda source: cached._function(source, tf.constant(0)),
+        "cached, jit": lambda source: cached_jit.generate(source, seed=0),
+        "cached": lambda source: cached.generate(source, seed=0),
         "recompute": recompute_function(model),
     }
     try:

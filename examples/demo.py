@@ -8,7 +8,7 @@ Runs offline on a CPU in a few minutes:
 2. builds character vocabularies from the training split (`TextTokenizer`)
    and trains `build_transformer` with the paper's recipe (Adam with the
    warmup schedule, label-smoothed masked cross-entropy) through `model.fit`;
-3. decodes the whole test split greedily with `TranslationGenerator` and
+3. decodes the whole test split greedily with `Generator` and
    reports exact match: the share of dates whose output is right to the last
    character;
 4. saves the `.keras` file, a SavedModel with a string-in string-out
@@ -55,10 +55,10 @@ from keras_transformer_layers.data import SyntheticTranslationConfig  # noqa: E4
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
-from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
-from keras_transformer_layers.decoding import generation_tflite  # noqa: E402
+from keras_transformer_layers.export import export_generation_tflite  # noqa: E402
 from keras_transformer_layers.export import export_saved_model  # noqa: E402
 from keras_transformer_layers.export import text_translation_function  # noqa: E402
+from keras_transformer_layers.generation import Generator  # noqa: E402
 from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
 from keras_transformer_layers.training import transformer_adam  # noqa: E402
@@ -258,8 +258,7 @@ def export_artifacts(model, generator, source_tokenizer, target_tokenizer, outpu
         text_translator=text_translation_function(generator, source_tokenizer, target_tokenizer),
         overwrite=True,
     )
-    with open(paths["tflite"], "wb") as file:
-        file.write(generation_tflite(generator, batch_size=1, source_len=None))
+    export_generation_tflite(generator, paths["tflite"], batch_size=1, overwrite=True)
     write_vocabularies(paths["vocabulary"], source_tokenizer, target_tokenizer)
     return paths
 
@@ -381,11 +380,9 @@ def main(argv=None):
     )
     training_seconds = time.monotonic() - train_start
 
-    print("\n== Exact match on the test split (greedy, TranslationGenerator) ==")
+    print("\n== Exact match on the test split (greedy, Generator) ==")
     max_length = max(len(t) for _, t in test_pairs) + 1  # the longest target, then [END]
-    generator = TranslationGenerator(
-        model, max_length=max_length, start_id=START_ID, end_id=END_ID
-    )
+    generator = Generator(model, max_length=max_length, start_id=START_ID, end_id=END_ID)
     eval_start = time.monotonic()
     predictions = detokenize(
         target_tokenizer, translate_ids(generator, source_tokenizer, [s for s, _ in test_pairs])

@@ -60,7 +60,7 @@ from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
 from keras_transformer_layers.data.tokenizer import split_text  # noqa: E402
-from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
+from keras_transformer_layers.generation import Generator  # noqa: E402
 from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
 from keras_transformer_layers.training import transformer_adam  # noqa: E402
@@ -177,7 +177,7 @@ def main(argv=None):
     sources = [sorted(references)[i] for i in order[: args.bleu_sentences]]
     source_ids = source_tokenizer(tf.constant(sources)).numpy()[:, : args.max_length]
     start = time.time()
-    output_ids = TranslationGenerator(model, max_length=args.max_length - 1).generate(source_ids)
+    output_ids = Generator(model, max_length=args.max_length - 1).generate(source_ids)
     decoding_seconds = time.time() - start
     hypotheses = [h.decode("utf-8") for h in target_tokenizer.detokenize(output_ids).numpy()]
     bleu = corpus_bleu(

@@ -37,7 +37,7 @@ from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data import load_ted_hrlr  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
 from keras_transformer_layers.data.tokenizer import split_text  # noqa: E402
-from keras_transformer_layers.decoding import TranslationGenerator  # noqa: E402
+from keras_transformer_layers.generation import Generator  # noqa: E402
 from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
 from keras_transformer_layers.training import transformer_adam  # noqa: E402
@@ -122,7 +122,7 @@ def main(argv=None):
 
     pairs = list(validation.take(args.bleu_sentences).as_numpy_iterator())
     source_ids = source_tokenizer(tf.constant([p for p, _ in pairs])).numpy()
-    generator = TranslationGenerator(model, max_length=args.max_length - 1)
+    generator = Generator(model, max_length=args.max_length - 1)
     output_ids = generator.generate(source_ids[:, : args.max_length])
     hypotheses = target_tokenizer.detokenize(output_ids).numpy()
     references = split_text(

@@ -31,7 +31,7 @@ from keras_transformer_layers.version import __version__
 # keras_transformer_layers.data`: it runs on TensorFlow string ops only.)
 from keras_transformer_layers import training  # noqa: F401, E402
 
-LAZY_SUBMODULES = ("data", "decoding", "export", "generation", "plotting")
+LAZY_SUBMODULES = ("data", "export", "generation", "plotting")
 
 
 def __getattr__(name):

@@ -13,7 +13,7 @@ from keras_transformer_layers.data import SyntheticTranslationConfig
 from keras_transformer_layers.data import TextTokenizer
 from keras_transformer_layers.data import build_vocabulary
 from keras_transformer_layers.data import make_translation_dataset
-from keras_transformer_layers.decoding import TranslationGenerator
+from keras_transformer_layers.generation import Generator
 from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training import transformer_adam
@@ -56,7 +56,7 @@ def test_short_dates_training_reaches_exact_match(tmp_path):
 
     pairs = list(builder.as_dataset(split="test", as_supervised=True).as_numpy_iterator())
     source_ids = source_tokenizer(tf.constant([s for s, _ in pairs])).numpy()
-    output_ids = TranslationGenerator(model, max_length=11).generate(source_ids)
+    output_ids = Generator(model, max_length=11).generate(source_ids)
     predictions = target_tokenizer.detokenize(output_ids).numpy()
     exact = np.mean([p == t for p, (_, t) in zip(predictions, pairs)])
     elapsed = time.monotonic() - start

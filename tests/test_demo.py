@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers.data import TextTokenizer
-from keras_transformer_layers.decoding import TranslationGenerator
+from keras_transformer_layers.generation import Generator
 
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 _TEXTS = ["14.08.1941", "Thursday, August 14, 1941", "1 May 2000"]
@@ -31,7 +31,7 @@ def tiny(demo):
         source.vocabulary_size, target.vocabulary_size,
         num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
     )
-    generator = TranslationGenerator(model, max_length=6, start_id=2, end_id=3)
+    generator = Generator(model, max_length=6, start_id=2, end_id=3)
     return model, generator, source, target
 
 

@@ -13,9 +13,11 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers import export
-from keras_transformer_layers.data import END_ID, START_ID
-from keras_transformer_layers.decoding import TranslationGenerator, generation_signatures
+from keras_transformer_layers.export import generation_signatures
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.tokens import END_ID, START_ID
 from tests import export_helpers as helpers
+from tests.generation_fixtures import interface_of, small_model
 
 SOURCES = ["abc", "hgfedcba", "jj", "a"]
 MAX_OUTPUT_LENGTH = 12
@@ -25,7 +27,7 @@ MAX_OUTPUT_LENGTH = 12
 def exported(tmp_path_factory):
     """A character model exported with every signature: forward, encoder, translate, generation."""
     model, tokenizer = helpers.character_model()
-    generator = TranslationGenerator(model, max_length=MAX_OUTPUT_LENGTH)
+    generator = Generator(interface_of(model), max_length=MAX_OUTPUT_LENGTH)
     translator = export.text_translation_function(generator, tokenizer, tokenizer)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     signatures = export.export_saved_model(
@@ -222,10 +224,18 @@ def test_translate_signature_rejects_a_tokenizer_larger_than_the_model():
     """Tokenizer ids reach the model only if they fit its source vocabulary."""
     _, tokenizer = helpers.character_model()  # 14 ids
     model = helpers.tiny_transformer(8)
-    generator = TranslationGenerator(model, max_length=3)
+    generator = Generator(interface_of(model), max_length=3)
     translate = export.text_translation_function(generator, tokenizer, tokenizer).function
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`source_ids` must hold token ids in \[0, 8\).*\[13\]"):
         tf.function(translate)(tf.constant(["ajj"]))
+
+
+def test_translate_signature_needs_an_encoder_decoder_generator():
+    _, tokenizer = helpers.character_model()
+    lm_generator = Generator(small_model(decoder_only=True)[1], max_length=3)
+    for generator, received in ((lm_generator, "generator with model="), ("g", "generator='g'")):
+        with pytest.raises(ValueError, match=rf"`generator` must .*Received: {received}"):
+            export.text_translation_function(generator, tokenizer, tokenizer)
 
 
 def test_text_signature_translates_like_keras(exported, fresh_process_run):

@@ -226,7 +226,7 @@ def export_saved_model(
     - `"translate"`: string in, string out, when `text_translator` is given
       (see `text_translation_function`).
     - one per entry of `extra_signatures`, e.g. the generation and
-      single-step functions of `keras_transformer_layers.decoding`.
+      single-step functions of `generation_signatures`.
 
     The weights are stored as variables of the SavedModel; loading needs no
     Python code from this package. The token-id inputs of `forward` and

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from keras_transformer_layers.export import generation
 from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export.saved_model import ExportSignature
 
@@ -12,15 +13,16 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
     The source strings are tokenized in the graph by `source_tokenizer` (a
     `keras_transformer_layers.data.TextTokenizer`, built on
     `tf.strings` ops and `StringLookup`), translated by `generator` (a
-    `keras_transformer_layers.decoding.TranslationGenerator`: the encoder once,
-    then one cached decoder step per token inside a single `while_loop`), and
-    turned back into strings by `target_tokenizer.detokenize`. Every op is a
+    `keras_transformer_layers.generation.Generator` of an encoder-decoder
+    model: the encoder once, then one cached decoder step per token inside a
+    single `while_loop`), and turned back into strings by
+    `target_tokenizer.detokenize`. Every op is a
     core TensorFlow op, so stock TensorFlow and TensorFlow Serving run the
     signature with no custom-op library and without this package. A sampling
-    generator uses seed 0 (or its own `seed`) in the exported graph.
+    generator uses its strategy's seed (or 0) in the exported graph.
 
     Args:
-        generator: a `TranslationGenerator` around the model to export.
+        generator: a `Generator` around the encoder-decoder model to export.
         source_tokenizer: a `TextTokenizer` for the source language; called on
             a `(batch,)` string tensor it returns padded ids with start and
             end ids, as in training.
@@ -32,16 +34,21 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
         function maps `text`, a string tensor `(batch,)`, to
         `{"translation": strings (batch,), "token_ids": int32 (batch, max_length)}`.
 
+    Raises:
+        ValueError: `generator` is not a `Generator` of an encoder-decoder
+            model, or a tokenizer lacks the method used.
+
     Example:
 
     ```python
-    generator = TranslationGenerator(model, max_length=12)
+    generator = Generator(model, max_length=12)
     translator = text_translation_function(generator, source_tokenizer, target_tokenizer)
     export_saved_model(model, "/tmp/sm", text_translator=translator)
     loaded = tf.saved_model.load("/tmp/sm")
     loaded.signatures["translate"](text=tf.constant(["May 5, 1999"]))["translation"]
     ```
     """
+    generation.check_encoder_decoder(generator)
     for name, tokenizer, method in (
         ("source_tokenizer", source_tokenizer, "__call__"),
         ("target_tokenizer", target_tokenizer, "detokenize"),
@@ -54,16 +61,19 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
         if not tokenizer.built:
             # The SavedModel tracks the lookup tables, which exist once built.
             tokenizer.build((None,))
-    seed = tf.constant(generator.seed or 0, tf.int32)
-    limits = saved_model.token_id_limits(generator.model).get("encoder_inputs")
+    seed = generation.export_seed(generator)
+    spec = generator.spec
 
     def translate(text):
         source_ids = tf.cast(source_tokenizer(text), tf.int32)  # (batch, source_len)
-        if limits is not None:
-            # A tokenizer with a larger vocabulary than the model's, or a
-            # text longer than a learned position table, fails loudly.
-            source_ids = saved_model.check_token_ids("source_ids", source_ids, *limits)
-        token_ids, _ = generator.generate_tensors(source_ids, seed)  # (batch, max_length)
+        # A tokenizer with a larger vocabulary than the model's, or a text
+        # longer than a learned position table, fails loudly.
+        source_ids = saved_model.check_token_ids(
+            "source_ids", source_ids, spec.source_vocabulary_size, spec.max_source_length
+        )
+        token_ids, _ = generator.generate_tensors(
+            source_ids, tf.constant(seed, tf.int32)
+        )  # (batch, max_length)
         return {"translation": target_tokenizer.detokenize(token_ids), "token_ids": token_ids}
 
     return ExportSignature(

@@ -158,7 +158,7 @@ class PositionalEmbedding(keras.layers.Layer):
     clamps out-of-range lookups: there, lengths known when the function is
     traced are still checked in Python, but ids, and positions behind a
     tensor `start_index`, must be checked where they enter (the dataset
-    pipeline, `TranslationGenerator`, the exported signatures).
+    pipeline, `generation.Generator`, the exported signatures).
 
     Args:
         vocabulary_size: positive int, number of token ids.

@@ -1,0 +1,588 @@
+"""Generation exports of a `Generator`: SavedModel signatures and TFLite files.
+
+- `export_generation_saved_model`: a SavedModel whose `serving_default`
+  signature runs the whole generation loop (ids in, generated ids and scores
+  out), plus `decode_step` (and, for an encoder-decoder model, `encode`) for
+  callers that drive the loop themselves. It loads with
+  `tf.saved_model.load` alone, without this package.
+- `export_generation_tflite`: the same loop as a `.tflite` file (a `WHILE`
+  op, builtin ops only).
+- `export_decode_step_tflite`: one decoder step (and, for an encoder-decoder
+  model, `encode`) as `.tflite` files without control flow, for delegates
+  that cannot run `WHILE`.
+- `generation_signatures`: the same functions, to add to the forward
+  SavedModel of `export_saved_model(extra_signatures=...)`.
+
+Everything is built on `Generator` and the model's decoding interface
+(`decoding_spec`, `call_encoder`, `initial_cache`, `call_decoder_with_cache`),
+so encoder-decoder and decoder-only models export alike: an encoder-decoder
+model takes `source_ids` (batch, source_len), a decoder-only model takes
+`prompt_ids` (batch, prompt_len), right-padded prompts of any lengths (see
+`Generator.generate`). The exporters write like the others of
+`keras_transformer_layers.export`: a path that exists is refused unless
+`overwrite=True`, the artifact is written aside and renamed into place (a
+failure leaves the previous one and no leftovers), and with `sample_inputs`
+the written artifact is run and compared with `Generator.generate` before it
+replaces anything.
+
+Inputs are checked in every runtime: ids outside the vocabulary, a source
+longer than a learned position table, a prompt with an empty row or as long
+as `max_length`, and a step `index` outside the cache raise
+`InvalidArgumentError` in the SavedModel (graph asserts) and make a TFLite
+`invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
+refuses out-of-range indices), never a silent clamp.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transformer_layers import _validation
+from keras_transformer_layers.export import _io
+from keras_transformer_layers.export import saved_model
+from keras_transformer_layers.export import tflite
+from keras_transformer_layers.export import verify
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Sampling
+
+GENERATE_SIGNATURE = "generate"
+ENCODE_SIGNATURE = "encode"
+DECODE_STEP_SIGNATURE = "decode_step"
+ENCODE_FILE = "encode.tflite"
+DECODE_STEP_FILE = "decode_step.tflite"
+
+
+def _check_generator(generator):
+    if not isinstance(generator, Generator):
+        raise ValueError(
+            "`generator` must be a `keras_transformer_layers.generation.Generator`. "
+            f"Received: generator={generator!r}"
+        )
+
+
+def check_encoder_decoder(generator):
+    """Raises unless `generator` is a `Generator` of an encoder-decoder model."""
+    _check_generator(generator)
+    if not generator.spec.is_encoder_decoder:
+        raise ValueError(
+            "`generator` must drive an encoder-decoder model (source ids in); this "
+            "one drives a decoder-only model. Received: generator with "
+            f"model={generator.model!r}"
+        )
+
+
+def _input_name(generator):
+    return "source_ids" if generator.spec.is_encoder_decoder else "prompt_ids"
+
+
+def _check_input_len(name, length, generator):
+    """A positive int or `None`; a source at most the encoder's learned table.
+
+    A prompt may be any width: the graph checks its rows (see `_checked_inputs`).
+    """
+    _validation.check_optional_positive_int(name, length)
+    limit = generator.spec.max_source_length if generator.spec.is_encoder_decoder else None
+    if length is not None and limit is not None and length > limit:
+        raise ValueError(
+            f"`{name}` must be at most the encoder's learned position table ({limit}). "
+            f"Received: {name}={length!r}"
+        )
+
+
+def _check_source_len(name, source_len, generator, required):
+    """An encode/decode_step source length: only for encoder-decoder models."""
+    if not generator.spec.is_encoder_decoder:
+        if source_len is not None:
+            raise ValueError(
+                f"`{name}` must be None for a decoder-only model (it has no source). "
+                f"Received: {name}={source_len!r}"
+            )
+        return
+    if required:
+        _validation.check_positive_int(name, source_len)
+    _check_input_len(name, source_len, generator)
+
+
+def export_seed(generator):
+    """The sampling seed baked into the exported graphs: the strategy's, else 0."""
+    seed = generator.strategy.seed
+    return 0 if seed is None else seed
+
+
+def _fail_closed(ids, ok, message, *data):
+    """`ids`, after a check of `ok` that fails in every runtime.
+
+    The SavedModel runs the assert. TFLite drops asserts, so `ok` also picks
+    the row of a one-row table that `ids` is shifted by: row 1 does not
+    exist, and `GATHER` makes `invoke` raise instead of running on.
+    """
+    check = tf.debugging.Assert(ok, [message, *data])
+    with tf.control_dependencies([check]):
+        row = tf.cast(tf.logical_not(ok), tf.int32)
+        zero = tf.gather(tf.zeros([1], ids.dtype), row)
+    return ids + zero
+
+
+def _checked_inputs(generator, ids):
+    """The generator's input ids, checked in the graph (see the module docstring)."""
+    spec = generator.spec
+    name = _input_name(generator)
+    if spec.is_encoder_decoder:
+        # The encoder's embedding GATHER refuses bad ids and lengths in TFLite.
+        return saved_model.check_token_ids(
+            name, ids, spec.source_vocabulary_size, max_length=spec.max_source_length
+        )
+    # As `Generator.check_inputs`: rows of at least one token, right-padded,
+    # shorter than `max_length`; the decoder embedding refuses bad ids.
+    ids = saved_model.check_token_ids(name, ids, spec.target_vocabulary_size)
+    padding = ids == generator.pad_id  # (batch, length)
+    lengths = tf.reduce_sum(tf.cast(tf.logical_not(padding), tf.int32), axis=1)  # (batch,)
+    ids = _fail_closed(
+        ids,
+        tf.logical_not(tf.reduce_any(padding[:, :1])),
+        f"`{name}` must hold prompts of at least one token (a row may not start "
+        f"with the padding id {generator.pad_id}). Received: {name} with row lengths",
+        lengths,
+    )
+    ids = _fail_closed(
+        ids,
+        tf.logical_not(tf.reduce_any(padding[:, :-1] & tf.logical_not(padding[:, 1:]))),
+        f"`{name}` must hold prompts right-padded with the padding id "
+        f"{generator.pad_id} (no padding inside a prompt). Received: {name}",
+        ids,
+    )
+    longest = tf.reduce_max(lengths)
+    ids = _fail_closed(
+        ids,
+        longest < generator.max_length,
+        f"`{name}` must hold prompts shorter than `max_length` ({generator.max_length}), "
+        "leaving room to generate. Received: a prompt of length",
+        longest,
+    )
+    return ids[:, : generator.max_length]  # only padding beyond
+
+
+def _checked_index(index, max_length):
+    """The cache position `index`, checked to lie in `[0, max_length)`.
+
+    The SavedModel runs the asserts; TFLite drops them, so the index is also
+    read through a gather, whose bounds check makes `invoke` fail instead.
+    """
+    message = f"`index` must be in [0, {max_length})"
+    checks = [
+        tf.debugging.assert_non_negative(index, message=message),
+        tf.debugging.assert_less(index, max_length, message=message),
+    ]
+    with tf.control_dependencies(checks):
+        # A negative index is sent past the end, where the gather fails.
+        index = tf.where(index < 0, max_length, index)
+    return tf.gather(tf.range(max_length), index)
+
+
+def _generate_function(generator, shape):
+    seed = export_seed(generator)
+
+    def generate(ids):
+        token_ids, scores = generator.generate_tensors(
+            _checked_inputs(generator, ids), tf.constant(seed, tf.int32)
+        )
+        return {"token_ids": token_ids, "scores": scores}
+
+    return tf.function(
+        generate,
+        input_signature=[tf.TensorSpec(shape, tf.int32, name=_input_name(generator))],
+    )
+
+
+def _step_functions(generator, batch_size, source_len):
+    """`{"encode": ..., "decode_step": ...}` (`encode` for encoder-decoder models).
+
+    The cache and encoder-state shapes come from the model's interface:
+    `initial_cache` and the tensors `call_encoder` returns.
+    """
+    model = generator.model
+    spec = generator.spec
+    max_length = generator.max_length
+    cache = model.initial_cache(1, max_length)  # (1, layers, 2, max_length, heads, key_dim)
+    state_specs = []
+    boolean_state = set()
+    functions = {}
+    if spec.is_encoder_decoder:
+
+        @tf.function(
+            input_signature=[tf.TensorSpec((batch_size, source_len), tf.int32, name="source_ids")]
+        )
+        def encode(source_ids):
+            state = model.call_encoder(_checked_inputs(generator, source_ids))
+            outputs = {}
+            for name, value in state.items():
+                if value.dtype == tf.bool:
+                    # Serving and TFLite callers feed int32 more easily.
+                    boolean_state.add(name)
+                    value = tf.cast(value, tf.int32)
+                outputs[name] = value
+            outputs["self_attention_cache"] = model.initial_cache(
+                tf.shape(source_ids)[0], max_length
+            )
+            return outputs
+
+        traced = encode.get_concrete_function().structured_outputs
+        state_specs = [
+            tf.TensorSpec(value.shape, value.dtype, name=name)
+            for name, value in sorted(traced.items())
+            if name != "self_attention_cache"
+        ]
+        functions[ENCODE_SIGNATURE] = encode
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((batch_size, 1), tf.int32, name="token_ids"),
+            tf.TensorSpec((), tf.int32, name="index"),
+            tf.TensorSpec(
+                (batch_size,) + tuple(cache.shape[1:]), cache.dtype, name="self_attention_cache"
+            ),
+            *state_specs,
+        ]
+    )
+    def decode_step(token_ids, index, self_attention_cache, *state_values):
+        token_ids = saved_model.check_token_ids(
+            "token_ids", token_ids, spec.target_vocabulary_size
+        )
+        state = {
+            state_spec.name: tf.cast(value, tf.bool) if state_spec.name in boolean_state else value
+            for state_spec, value in zip(state_specs, state_values)
+        }
+        logits, self_attention_cache = model.call_decoder_with_cache(
+            token_ids, _checked_index(index, max_length), self_attention_cache, state
+        )
+        # As in `generate`: padding and start ids are never the next token.
+        logits = generator.exclude_special_ids(logits[:, -1, :])  # (batch, logits_size)
+        return {"logits": logits, "self_attention_cache": self_attention_cache}
+
+    functions[DECODE_STEP_SIGNATURE] = decode_step
+    return functions
+
+
+def _module(functions):
+    """A `tf.Module` tracking every variable the traced functions read."""
+    module = tf.Module()
+    variables = {}
+    for function in functions:
+        for variable in function.get_concrete_function().variables:
+            variables[id(variable)] = variable
+    module.generation_variables = list(variables.values())
+    return module
+
+
+def generation_signatures(generator, step_batch_size=1, step_source_len=None):
+    """The generation signatures of `generator`, as `tf.function`s by name.
+
+    `"generate"` runs the whole loop (`source_ids` or `prompt_ids` in,
+    `token_ids` and `scores` out); `"decode_step"` and, for an
+    encoder-decoder model, `"encode"` are the single-step functions
+    described in `export_generation_saved_model`. Pass the dict to
+    `keras_transformer_layers.export.export_saved_model(extra_signatures=...)`
+    to put them in the same SavedModel as the forward pass.
+
+    Args:
+        generator: a `keras_transformer_layers.generation.Generator`.
+        step_batch_size: positive int or `None`, the batch size of the
+            `encode`/`decode_step` signatures. Defaults to `1`.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one; `None`
+            for a decoder-only model. Defaults to `None` (any).
+
+    Returns:
+        A dict from signature name to `tf.function`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range.
+
+    Example:
+
+    ```python
+    export.export_saved_model(
+        model, "/tmp/sm", extra_signatures=generation_signatures(generator))
+    ```
+    """
+    _check_generator(generator)
+    _validation.check_optional_positive_int("step_batch_size", step_batch_size)
+    _check_source_len("step_source_len", step_source_len, generator, required=False)
+    return {
+        GENERATE_SIGNATURE: _generate_function(generator, (None, None)),
+        **_step_functions(generator, step_batch_size, step_source_len),
+    }
+
+
+def _generation_reference(generator):
+    """`Generator.generate` as a callable of the signature's keyword input."""
+    name = _input_name(generator)
+    seed = export_seed(generator)
+
+    def generate(**inputs):
+        token_ids, scores = generator.generate(
+            inputs[name], return_scores=True, seed=seed, verbose=0
+        )
+        return {"token_ids": token_ids, "scores": scores}
+
+    return generate
+
+
+def _verified(report, artifact, generator, sample_inputs, signature=None):
+    """Adds the comparison of `artifact` with `generator.generate` to `report`."""
+    report["max_abs_diff"] = None
+    report["token_agreement"] = None
+    if sample_inputs is not None:
+        sample_inputs = np.asarray(generator.check_inputs(sample_inputs))
+        result = verify.verify_export(
+            artifact,
+            _generation_reference(generator),
+            {_input_name(generator): sample_inputs},
+            signature=signature,
+        )
+        report.update(result)
+    return report
+
+
+def export_generation_saved_model(
+    generator, path, step_batch_size=1, step_source_len=None, sample_inputs=None, overwrite=False
+):
+    """Saves `generator`'s generation loop as a TensorFlow SavedModel.
+
+    The SavedModel needs only TensorFlow to run. Its signatures:
+
+    - `serving_default`: `source_ids` (encoder-decoder) or `prompt_ids`
+      (decoder-only), int32 `(batch, length)` with any batch and length, to
+      `token_ids` int32 `(batch, max_length)` and `scores` float32
+      `(batch,)`, exactly as `Generator.generate` returns them, the whole
+      loop in one `WHILE`. A sampling generator uses its strategy's seed
+      (or 0).
+    - `encode` (encoder-decoder only): `source_ids` to the encoder state
+      (`source_mask` as int32 and `cross_attention_cache`) and a zero
+      `self_attention_cache`.
+    - `decode_step`: `token_ids` `(batch, 1)`, `index` in
+      `[0, max_length)`, `self_attention_cache` (a decoder-only model
+      starts from zeros of the input's shape) and the encoder state, to the
+      next-token `logits` `(batch, logits_size)` and the updated
+      `self_attention_cache`, with no control flow. A decoder-only caller
+      feeds the prompt one token per step (`index` = 0, 1, ...), then its
+      own choices. The step's logits of `pad_id` and `start_id` are -1e9,
+      as in `generate`, so an arg-max or sampling loop never picks them.
+
+    Bad ids, lengths and indices raise `InvalidArgumentError` when a
+    signature runs. The SavedModel is written to a staging folder next to
+    `path`, checked against the generator with `sample_inputs`, and renamed
+    into place; any failure leaves `path` as it was.
+
+    Args:
+        generator: a `keras_transformer_layers.generation.Generator`.
+        path: string or path, the SavedModel folder. It must not exist or be
+            empty unless `overwrite=True`.
+        step_batch_size: positive int or `None`, the batch size of the
+            `encode`/`decode_step` signatures. Defaults to `1`.
+        step_source_len: positive int or `None`, their source length, at
+            most the encoder's learned position table if it has one; `None`
+            for a decoder-only model. Defaults to `None` (any).
+        sample_inputs: optional int array `(batch, length)` of source ids or
+            prompts; when given, `serving_default` is run on it and compared
+            with `generator.generate`. Defaults to `None`.
+        overwrite: bool, replace an existing artifact at `path`. Defaults to
+            `False`.
+
+    Returns:
+        A dict with `"path"` (absolute), `"signatures"` (sorted names) and,
+        with `sample_inputs`, `"max_abs_diff"` (of the scores) and
+        `"token_agreement"` (see `verify_export`); otherwise those two are
+        `None`.
+
+    Raises:
+        ValueError: for an argument of the wrong type or out of range, or
+            an existing `path` without `overwrite=True`.
+        OSError: the SavedModel cannot be written (`path` is left as it was).
+
+    Example:
+
+    ```python
+    export_generation_saved_model(generator, "/tmp/generator")
+    serve = tf.saved_model.load("/tmp/generator").signatures["serving_default"]
+    serve(source_ids=tf.constant([[5, 6, 7]]))["token_ids"]
+    ```
+    """
+    _check_generator(generator)
+    path = _io.check_output_path("path", path, overwrite)
+    functions = generation_signatures(generator, step_batch_size, step_source_len)
+    signatures = {
+        saved_model.DEFAULT_SIGNATURE if name == GENERATE_SIGNATURE else name: function
+        for name, function in functions.items()
+    }
+    module = _module(functions.values())
+    with _io.atomic_output(path) as staging:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        report = {"path": path, "signatures": sorted(signatures)}
+        _verified(report, staging, generator, sample_inputs, saved_model.DEFAULT_SIGNATURE)
+    return report
+
+
+def _check_tflite(caller, generator, batch_size):
+    _io.require_litert(caller)
+    _check_generator(generator)
+    _validation.check_positive_int("batch_size", batch_size)
+    dtype = generator.model.initial_cache(1, 1).dtype
+    if dtype != "float32":
+        raise ValueError(
+            "TFLite builtin ops compute in float32, so the generator's model must "
+            "use the float32 dtype policy: rebuild it under "
+            "`keras.config.set_dtype_policy('float32')` and copy the weights with "
+            f"`set_weights`. Received: a model whose cache is {dtype}"
+        )
+
+
+def _convert(function, module, path):
+    """Writes `function` as a `.tflite` file of builtin ops; returns its report."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], module
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+    return {"size_bytes": os.path.getsize(path), "op_names": tflite.tflite_op_names(path)}
+
+
+def export_generation_tflite(
+    generator, path, batch_size=1, input_len=None, sample_inputs=None, overwrite=False
+):
+    """Writes `generator`'s whole generation loop as a `.tflite` file.
+
+    The loop becomes a TFLite `WHILE` op; only builtin ops are used, so the
+    standalone LiteRT interpreter (`ai-edge-litert`) runs it. The model
+    takes `source_ids` (encoder-decoder) or `prompt_ids` (decoder-only),
+    int32 `(batch_size, input_len)`, and returns `token_ids` int32
+    `(batch_size, max_length)` and `scores` float32 `(batch_size,)`, as
+    `Generator.generate` does. With `input_len=None` resize the input (the
+    signature runner does it for you). A sampling generator uses its
+    strategy's seed (or 0). The weights are frozen into the file.
+
+    The file is written, read back and (with `sample_inputs`) run in a
+    staging folder next to `path`, then renamed into place: any failure
+    leaves `path` as it was.
+
+    Args:
+        generator: a `keras_transformer_layers.generation.Generator` whose
+            model computes in float32.
+        path: output file ending in `.tflite`. It must not exist unless
+            `overwrite=True`.
+        batch_size: positive int, the fixed batch size. Defaults to `1`.
+        input_len: positive int or `None`, the source length (at most the
+            encoder's learned position table if it has one) or the prompt
+            length (at most `max_length - 1`). Defaults to `None` (any).
+        sample_inputs: optional int array `(batch_size, length)`; when given,
+            the file is run on it and compared with `generator.generate`.
+            Defaults to `None`.
+        overwrite: bool, replace an existing file. Defaults to `False`.
+
+    Returns:
+        A dict with `"path"`, `"size_bytes"`, `"op_names"` (sorted distinct
+        op names) and, with `sample_inputs`, `"max_abs_diff"` (of the
+        scores) and `"token_agreement"`; otherwise those two are `None`.
+
+    Raises:
+        ModuleNotFoundError: `ai-edge-litert` is not installed (checked
+            before anything is written).
+        ValueError: for an argument of the wrong type or out of range, or a
+            `Sampling` generator (TFLite has no builtin random draw).
+        OSError: the file cannot be written (`path` is left as it was).
+
+    Example:
+
+    ```python
+    report = export_generation_tflite(generator, "/tmp/generate.tflite", input_len=8)
+    runner = ai_edge_litert.interpreter.Interpreter(
+        model_path=report["path"]).get_signature_runner()
+    runner(source_ids=source_ids)["token_ids"]
+    ```
+    """
+    _check_tflite("export_generation_tflite", generator, batch_size)
+    if isinstance(generator.strategy, Sampling):
+        raise ValueError(
+            "`generator` must search greedily or with beams for TFLite: sampling draws "
+            "with `StatelessMultinomial`, which has no TFLite builtin kernel. Export a "
+            "SavedModel, or the decoder step (`export_decode_step_tflite`) and sample "
+            f"in the caller's loop. Received: generator with strategy={generator.strategy!r}"
+        )
+    _check_input_len("input_len", input_len, generator)
+    path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
+    if os.path.isdir(path):
+        raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
+    function = _generate_function(generator, (batch_size, input_len))
+    module = _module([function])
+    with _io.atomic_output(path) as staging:
+        report = {"path": path, **_convert(function, module, staging)}
+        _verified(report, staging, generator, sample_inputs)
+    return report
+
+
+def export_decode_step_tflite(generator, directory, batch_size=1, source_len=None, overwrite=False):
+    """Writes one decoder step (and `encode`) as `.tflite` files without control flow.
+
+    Delegates that cannot run `WHILE` run these; the caller loops, feeding
+    back `self_attention_cache` and the next token with `index` = 0, 1, ...
+    (see `export_generation_saved_model` for the tensors). `directory` gets
+    `decode_step.tflite` and, for an encoder-decoder model, `encode.tflite`
+    (`source_ids` of shape `(batch_size, source_len)` to the encoder state
+    and the zero cache). A decoder-only caller starts from a zero
+    `self_attention_cache` of the step input's shape and feeds the prompt
+    one token per step. Only builtin ops are used.
+
+    The files are written to a staging folder next to `directory` and
+    renamed into place together; any failure leaves `directory` as it was.
+
+    Args:
+        generator: a `keras_transformer_layers.generation.Generator` whose
+            model computes in float32.
+        directory: output folder. It must not exist or be empty unless
+            `overwrite=True`.
+        batch_size: positive int. Defaults to `1`.
+        source_len: positive int, the (padded) source length of an
+            encoder-decoder model, at most the encoder's learned position
+            table if it has one; `None` for a decoder-only model. Defaults
+            to `None`.
+        overwrite: bool, replace an existing `directory`. Defaults to
+            `False`.
+
+    Returns:
+        A dict with `"path"` (the absolute folder), and `"files"`,
+        `"size_bytes"` and `"op_names"`, each a dict by signature name
+        (`"encode"`, `"decode_step"`).
+
+    Raises:
+        ModuleNotFoundError: `ai-edge-litert` is not installed.
+        ValueError: for an argument of the wrong type or out of range.
+        OSError: the files cannot be written (`directory` is left as it was).
+
+    Example:
+
+    ```python
+    report = export_decode_step_tflite(generator, "/tmp/step", source_len=8)
+    report["files"]["decode_step"]  # '/tmp/step/decode_step.tflite'
+    ```
+    """
+    _check_tflite("export_decode_step_tflite", generator, batch_size)
+    _check_source_len("source_len", source_len, generator, required=True)
+    path = _io.check_output_path("directory", directory, overwrite)
+    if os.path.isfile(path):
+        raise ValueError(
+            f"`directory` must be a folder, not a file. Received: directory={path!r}"
+        )
+    functions = _step_functions(generator, batch_size, source_len)
+    module = _module(functions.values())
+    file_names = {ENCODE_SIGNATURE: ENCODE_FILE, DECODE_STEP_SIGNATURE: DECODE_STEP_FILE}
+    report = {"path": path, "files": {}, "size_bytes": {}, "op_names": {}}
+    with _io.atomic_output(path) as staging:
+        os.mkdir(staging)
+        for name, function in functions.items():
+            converted = _convert(function, module, os.path.join(staging, file_names[name]))
+            report["files"][name] = os.path.join(path, file_names[name])
+            report["size_bytes"][name] = converted["size_bytes"]
+            report["op_names"][name] = converted["op_names"]
+    return report
