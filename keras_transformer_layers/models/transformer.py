@@ -3,6 +3,7 @@
 import keras
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers.decoder import ENCODER_CONNECTIONS
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
@@ -62,6 +63,10 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             Defaults to `False`.
         max_wavelength: finite positive number, sinusoid base. Defaults to
             `10000`.
+        encoder_connection: `"last"` (the paper, section 3.1: every decoder
+            block attends to the output of the last encoder block) or
+            `"layerwise"` (decoder block `i` attends to the output of encoder
+            block `i`; see `TransformerDecoder`). Defaults to `"last"`.
         name: string, the model name. Defaults to `"transformer"`.
         dtype: `None`, a dtype policy or its name, the policy of every layer
             but the logits (always float32). Defaults to `None`, the global
@@ -82,7 +87,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation` or `dtype`,
+            range (NaN and inf included), an unknown `activation`, `encoder_connection` or `dtype`,
             or a `model_dim` not divisible by `num_heads`.
 
     Example:
@@ -119,6 +124,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         layer_norm_epsilon=1e-6,
         normalize_first=False,
         max_wavelength=10000,
+        encoder_connection="last",
         name="transformer",
         dtype=None,
         **kwargs,
@@ -136,6 +142,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             normalize_first,
             max_wavelength,
         )
+        _validation.check_one_of("encoder_connection", encoder_connection, ENCODER_CONNECTIONS)
         policy = layers_dtype_policy(dtype)
         stack_kwargs = {
             "num_layers": num_layers,
@@ -162,7 +169,10 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         )
         x = encoder_embedding(encoder_inputs)
         x = keras.layers.Dropout(dropout, dtype=policy, name="encoder_embedding_dropout")(x)
-        encoder = TransformerEncoder(**stack_kwargs, name="encoder")
+        # Layer-wise: every encoder block's output, one per decoder block.
+        encoder = TransformerEncoder(
+            **stack_kwargs, return_all_outputs=encoder_connection == "layerwise", name="encoder"
+        )
         encoder_outputs = encoder(x)
         decoder_embedding = PositionalEmbedding(
             target_vocabulary_size,
@@ -173,7 +183,9 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         )
         y = decoder_embedding(decoder_inputs)
         y = keras.layers.Dropout(dropout, dtype=policy, name="decoder_embedding_dropout")(y)
-        decoder = TransformerDecoder(**stack_kwargs, name="decoder")
+        decoder = TransformerDecoder(
+            **stack_kwargs, encoder_connection=encoder_connection, name="decoder"
+        )
         y = decoder(y, encoder_outputs)
         logits_layer = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
         logits = logits_layer(y)
@@ -203,6 +215,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.max_wavelength = max_wavelength
+        self.encoder_connection = encoder_connection
         self.layers_dtype_policy = policy
 
     def get_config(self):
@@ -221,6 +234,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "normalize_first": self.normalize_first,
             "max_wavelength": self.max_wavelength,
+            "encoder_connection": self.encoder_connection,
         }
 
     @classmethod
@@ -240,6 +254,7 @@ def build_transformer(
     layer_norm_epsilon=1e-6,
     normalize_first=False,
     max_wavelength=10000,
+    encoder_connection="last",
     name="transformer",
 ):
     """Builds the encoder-decoder Transformer: a `Seq2SeqTransformer`.
@@ -282,6 +297,10 @@ def build_transformer(
             Defaults to `False`.
         max_wavelength: finite positive number, sinusoid base. Defaults to
             `10000`.
+        encoder_connection: `"last"` (the paper, section 3.1: every decoder
+            block attends to the output of the last encoder block) or
+            `"layerwise"` (decoder block `i` attends to the output of encoder
+            block `i`; see `TransformerDecoder`). Defaults to `"last"`.
         name: string, the model name. Defaults to `"transformer"`.
 
     Returns:
@@ -293,7 +312,8 @@ def build_transformer(
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation`, or a
+            range (NaN and inf included), an unknown `activation` or
+            `encoder_connection`, or a
             `model_dim` not divisible by `num_heads`.
 
     Example:
@@ -323,5 +343,6 @@ def build_transformer(
         layer_norm_epsilon=layer_norm_epsilon,
         normalize_first=normalize_first,
         max_wavelength=max_wavelength,
+        encoder_connection=encoder_connection,
         name=name,
     )
