@@ -169,12 +169,10 @@ def cross_attention_scores(model, source_ids, decoder_ids):
     decoder_ids = tf.constant(decoder_ids, tf.int32)
     source_mask = source_ids != PADDING_ID
     target_mask = decoder_ids != PADDING_ID
-    encoder_outputs = model.get_layer("encoder")(
-        model.get_layer("encoder_embedding")(source_ids), mask=source_mask
-    )
-    x = model.get_layer("decoder_embedding")(decoder_ids)
+    encoder_outputs = model.encoder(model.encoder_embedding(source_ids), mask=source_mask)
+    x = model.decoder_embedding(decoder_ids)
     masks = {"decoder_inputs_mask": target_mask, "encoder_outputs_mask": source_mask}
-    *first_blocks, last_block = model.get_layer("decoder").blocks
+    *first_blocks, last_block = model.decoder.blocks
     for block in first_blocks:
         x = block(x, encoder_outputs, **masks)
     _, scores = last_block(x, encoder_outputs, return_attention_scores=True, **masks)

@@ -8,7 +8,7 @@ import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_weights import attention_params, randomize
 
-pytestmark = pytest.mark.backend_neutral
+pytestmark = pytest.mark.backend_neutral_by_hand
 
 
 def _numpy(tensor):

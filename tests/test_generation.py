@@ -18,7 +18,7 @@ from keras_transformer_layers.generation import (
     strategies,
 )
 from keras_transformer_layers.models import CachedDecoding
-from keras_transformer_layers.tokens import END_ID, START_ID
+from keras_transformer_layers.tokens import END_ID, PADDING_ID, START_ID
 from tests.generation_fixtures import (
     full_logits,
     interface_of,
@@ -195,6 +195,8 @@ def test_top_k_samples_only_among_the_k_best(trained_model):
     ).generate(source)
     decoder_inputs = np.concatenate([np.full((4, 1), START_ID, "int32"), sampled[:, :-1]], axis=1)
     logits = full_logits(trained_model, source, decoder_inputs)
+    # Top-k applies among the ids decoding may emit: padding and start never are.
+    logits[..., [PADDING_ID, START_ID]] = -np.inf
     rank = (logits > np.take_along_axis(logits, sampled[..., None], -1)).sum(-1)
     live = np.cumsum(sampled == END_ID, axis=1) - (sampled == END_ID) == 0  # up to the end token
     assert np.all(rank[live] <= 1)

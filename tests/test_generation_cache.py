@@ -14,7 +14,7 @@ from tests import numpy_reference as ref
 from tests.generation_fixtures import cached_step_logits, full_logits, small_model
 from tests.layer_weights import attention_params, randomize
 
-pytestmark = pytest.mark.backend_neutral
+pytestmark = pytest.mark.backend_neutral_by_hand
 
 
 def _attention(query):

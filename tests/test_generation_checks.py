@@ -18,7 +18,7 @@ from keras_transformer_layers.generation import (
 from keras_transformer_layers.models import CachedDecoding
 from tests.generation_fixtures import recompute_greedy, small_model
 
-pytestmark = pytest.mark.backend_neutral
+pytestmark = pytest.mark.backend_neutral_by_hand
 
 JIT = pytest.mark.parametrize(
     "jit_compile",

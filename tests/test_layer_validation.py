@@ -17,7 +17,7 @@ import pytest
 
 import keras_transformer_layers as ktl
 
-pytestmark = pytest.mark.backend_neutral
+pytestmark = pytest.mark.backend_neutral_by_hand
 
 TENSORFLOW_ONLY = pytest.mark.skipif(
     keras.config.backend() != "tensorflow",

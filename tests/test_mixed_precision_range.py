@@ -15,7 +15,7 @@ import pytest
 
 import keras_transformer_layers as ktl
 
-pytestmark = pytest.mark.backend_neutral
+pytestmark = pytest.mark.backend_neutral_by_hand
 
 UNIT_ROUNDOFF = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 OUTPUT_TOLERANCE = 20  # x u, absolute, on O(1) outputs
