@@ -209,6 +209,8 @@ class _TokenByToken(Strategy):
                 finished = ops.logical_or(
                     finished, ops.logical_and(counted, ops.equal(next_token, end_id))
                 )
+            # int32 like the buffer (PyTorch's `where` and `%` give int64).
+            next_token = ops.cast(next_token, "int32")
             tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
             return step + 1, tokens, cache, finished, scores
 
@@ -483,6 +485,8 @@ class BeamSearch(Strategy):
                 finished = ops.logical_or(
                     finished, ops.logical_and(counted, ops.equal(next_token, end_id))
                 )
+            # int32 like the buffer (PyTorch's `where` and `%` give int64).
+            next_token = ops.cast(next_token, "int32")
             tokens = ops.slice_update(tokens, (0, step + 1), next_token[:, None])
             return step + 1, tokens, cache, finished, lengths, beam_log_probs
 
