@@ -10,7 +10,7 @@ JAX_STAMP := $(JAX_VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install demo test test-tensorflow test-jax benchmarks clean
+.PHONY: install demo test test-tensorflow test-jax docs benchmarks clean
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ $(JAX_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py --output-dir artifacts
 
-test: test-tensorflow test-jax
+test: test-tensorflow test-jax docs
 
 test-tensorflow: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
@@ -41,5 +41,10 @@ test-tensorflow: $(STAMP)
 test-jax: $(JAX_STAMP)
 	KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist loadfile -m backend_neutral
 
+# The HTML site (docs/ pages and the API reference from the docstrings) in site/;
+# --strict turns every warning (a broken link, a malformed docstring) into a failure.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) $(JAX_VENV) artifacts
+	rm -rf $(VENV) $(JAX_VENV) artifacts site
