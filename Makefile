@@ -44,7 +44,7 @@ test-jax: $(JAX_STAMP)
 # The HTML site (docs/ pages and the API reference from the docstrings) in site/;
 # --strict turns every warning (a broken link, a malformed docstring) into a failure.
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	$(PY) -m mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) $(JAX_VENV) artifacts site

@@ -2,13 +2,15 @@
 
 The rule for the documentation: a ```python block is a complete program (its own imports,
 its own small data) and shares nothing with the blocks before it; shell commands go in
-```bash blocks and printed output in ```text blocks, which are not run. Each block runs in
-a fresh namespace in an empty temporary working directory, so the files it writes (models,
-exports) land there. Pages added to docs/ later are picked up by the glob.
+```bash blocks and printed output in ```text blocks, which are not run. Each block is written
+to a script and run as `__main__` in a fresh namespace, from a temporary working directory, so
+the files it writes (models, exports) land there. Pages added to docs/ later are picked up by
+the glob.
 """
 
 import pathlib
 import re
+import runpy
 
 import keras
 import pytest
@@ -23,7 +25,7 @@ LANGUAGES = {"python", "bash", "text"}
 def fenced_blocks(path):
     """Yields `(language, first line number, source)` for every fenced block of `path`."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    language = None
+    language, start, body = None, 0, []
     for number, line in enumerate(lines, start=1):
         match = FENCE.match(line)
         if match is None:
@@ -91,9 +93,11 @@ def test_fenced_blocks_reads_languages_lines_and_bodies(tmp_path):
 
 @pytest.mark.parametrize("name, source", BLOCKS)
 def test_python_block_runs(name, source, tmp_path, monkeypatch):
+    # The script is named after its page and line, so a traceback points at the block.
+    script = tmp_path / (re.sub(r"\W", "_", name) + ".py")
+    script.write_text(source, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    code = compile(source, name, "exec")
     try:
-        exec(code, {"__name__": "__main__"})
+        runpy.run_path(str(script), run_name="__main__")
     finally:
         keras.backend.clear_session()
