@@ -91,6 +91,22 @@ def test_fenced_blocks_reads_languages_lines_and_bodies(tmp_path):
         list(fenced_blocks(page))
 
 
+def test_make_docs_fences_docstring_doctests():
+    """`make docs` shows the docstrings' doctests as code (tools/griffe_doctest_blocks.py)."""
+    tool = runpy.run_path(str(ROOT / "tools" / "griffe_doctest_blocks.py"))
+    docstring = (
+        "Adds one.\n\nExample:\n\n>>> add_one(\n...     1)\n2\n>>> [add_one(0)]\n[1]\n\n"
+        "Text after.\n    >>> indented()\n    None"
+    )
+    assert tool["fence_doctests"](docstring) == (
+        "Adds one.\n\nExample:\n\n```pycon\n>>> add_one(\n...     1)\n2\n>>> [add_one(0)]\n[1]\n"
+        "```\n\nText after.\n    ```pycon\n    >>> indented()\n    None\n    ```"
+    )
+    assert (
+        tool["fence_doctests"]("No doctest here.\n[a link](b)") == "No doctest here.\n[a link](b)"
+    )
+
+
 @pytest.mark.parametrize("name, source", BLOCKS)
 def test_python_block_runs(name, source, tmp_path, monkeypatch):
     # The script is named after its page and line, so a traceback points at the block.
