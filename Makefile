@@ -43,7 +43,7 @@ test-jax: $(JAX_STAMP)
 
 # The HTML site (docs/ pages and the API reference from the docstrings) in site/;
 # --strict turns every warning (a broken link, a malformed docstring) into a failure.
-docs: $(STAMP)
+docs: $(STAMP) ## Build the HTML site (docs/ pages and the API reference) into site/, strictly.
 	$(PY) -m mkdocs build --strict --quiet
 
 clean:
