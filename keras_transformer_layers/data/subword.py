@@ -22,6 +22,7 @@ remains the stock-TensorFlow choice.
 
 import base64
 import binascii
+import hashlib
 import io
 
 import keras
@@ -40,6 +41,7 @@ from keras_transformer_layers.tokens import START_ID
 try:
     import sentencepiece
     import tensorflow_text
+    from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
 except ImportError as error:
     raise ModuleNotFoundError(
         "`keras_transformer_layers.data.subword` needs sentencepiece and "
@@ -174,6 +176,31 @@ def _model_proto(model_proto):
     )
 
 
+class _SharedSentencepieceModel(tf.saved_model.experimental.TrackableResource):
+    """The SentencePiece model resource, held by TensorFlow's resource manager.
+
+    tensorflow-text's own resource (tensorflow-text 2.21) belongs to the op
+    kernel that made it, and eager TensorFlow drops its kernels on
+    `tf.random.set_seed` (which `keras.utils.set_random_seed` calls): every
+    later call then fails with "Resource ... does not exist". A `shared_name`
+    (one per model proto) puts the resource in the resource manager, where it
+    lives as long as the process. It is saved in a SavedModel like the
+    original.
+    """
+
+    def __init__(self, model_proto):
+        super().__init__()
+        self._model_proto = model_proto
+        digest = hashlib.sha256(model_proto).hexdigest()[:32]
+        self._shared_name = f"keras_transformer_layers_sentencepiece_{digest}"
+        _ = self.resource_handle  # creates the resource
+
+    def _create_resource(self):
+        return gen_sentencepiece_tokenizer.sentencepiece_op(
+            model=self._model_proto, shared_name=self._shared_name
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class SubwordTokenizer(keras.layers.Layer):
     """SentencePiece subword ids with start/end ids, in the TF graph, and back.
@@ -243,6 +270,9 @@ class SubwordTokenizer(keras.layers.Layer):
         self.sentencepiece = tensorflow_text.SentencepieceTokenizer(
             model=self.model_proto, out_type=tf.int32
         )
+        # tensorflow-text's tokenizer runs its ops on `_model_resource`; see
+        # `_SharedSentencepieceModel` for why it is replaced.
+        self.sentencepiece._model_resource = _SharedSentencepieceModel(self.model_proto)
 
     @property
     def vocabulary_size(self):
