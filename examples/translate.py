@@ -104,7 +104,9 @@ def parse_args(argv=None):
         "--max-words", type=int, help="keep pairs with at most N words per side (every split)"
     )
     parser.add_argument("--vocabulary-size", type=int, help="ids per language, reserved included")
-    parser.add_argument("--max-length", type=int, help="longest sequence in ids, start/end included")
+    parser.add_argument(
+        "--max-length", type=int, help="longest sequence in ids, start/end included"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int)
     parser.add_argument("--model-dim", type=int, default=128)
@@ -156,9 +158,7 @@ def make_tokenizer(texts, args):
             train_sentencepiece(texts, args.vocabulary_size, model_type=args.subword_model)
         )
     words = {"split": "word", "lowercase": True}
-    return TextTokenizer(
-        build_vocabulary(texts, max_tokens=args.vocabulary_size, **words), **words
-    )
+    return TextTokenizer(build_vocabulary(texts, max_tokens=args.vocabulary_size, **words), **words)
 
 
 def references_by_source(pairs):

@@ -119,7 +119,9 @@ def test_make_translation_dataset_with_subword_tokenizers(tokenizer, processor):
         encoder = inputs["encoder_inputs"].numpy()[i]
         assert encoder[: len(source_ids)].tolist() == source_ids
         assert (encoder[len(source_ids) :] == PADDING_ID).all()
-        assert inputs["decoder_inputs"].numpy()[i][: len(target_ids) - 1].tolist() == target_ids[:-1]
+        assert (
+            inputs["decoder_inputs"].numpy()[i][: len(target_ids) - 1].tolist() == target_ids[:-1]
+        )
         assert labels.numpy()[i][: len(target_ids) - 1].tolist() == target_ids[1:]
 
 
@@ -169,7 +171,9 @@ def test_tokenizer_rejects_bad_input(tokenizer):
     )
     with pytest.raises(ValueError, match=r"reserve the package's ids.*ids \(-1, 0, 1, 2\)"):
         SubwordTokenizer(model.getvalue())
-    with pytest.raises(ValueError, match=r"`inputs` must be a string tensor .*Received: inputs.shape"):
+    with pytest.raises(
+        ValueError, match=r"`inputs` must be a string tensor .*Received: inputs.shape"
+    ):
         tokenizer.tokenize(tf.constant([["a", "b"]]))
     with pytest.raises(ValueError, match=r"`ids` must be an integer tensor .*dtype=float32"):
         tokenizer.detokenize(tf.constant([1.0]))
