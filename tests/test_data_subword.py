@@ -3,6 +3,7 @@
 import doctest
 import io
 import json
+import pathlib
 
 import keras
 import numpy as np
@@ -218,3 +219,24 @@ print(json.dumps(result["token_ids"].numpy().tolist()))
     assert translations == expected
     # The untrained model still produces text, so the comparison is not vacuous.
     assert any(translations)
+
+
+def test_data_imports_without_the_subword_extra(tmp_path):
+    """Without sentencepiece/tensorflow-text, `data` imports; `data.subword` says what to install."""
+    script = """
+import sys
+sys.modules["sentencepiece"] = None  # makes `import sentencepiece` fail
+sys.modules["tensorflow_text"] = None
+import keras_transformer_layers.data
+print("DATA_IMPORTED")
+try:
+    import keras_transformer_layers.data.subword
+except ModuleNotFoundError as error:
+    print(error.name, "|", error)
+"""
+    repository = str(pathlib.Path(__file__).resolve().parents[1])
+    lines = helpers.run_python([], script, cwd=tmp_path, env_extra={"PYTHONPATH": repository})
+    lines = lines.splitlines()
+    assert lines[-2] == "DATA_IMPORTED"
+    assert lines[-1].startswith("sentencepiece | ")
+    assert 'pip install ".[subword]"' in lines[-1]
