@@ -4,8 +4,10 @@ Needs the `subword` extra (`sentencepiece` to train, `tensorflow-text` to
 tokenize inside TensorFlow); this module is the only one of the package that
 imports them, so `import keras_transformer_layers.data` works without them.
 
-`train_sentencepiece` trains a BPE or unigram model (Kudo and Richardson,
-2018) on training sentences; `SubwordTokenizer` wraps the model for the
+The paper encodes its sentences with byte-pair encoding (Vaswani et al.,
+2017, section 5.1: a shared vocabulary of about 37,000 tokens for
+English-German). `train_sentencepiece` trains a BPE or unigram model (Kudo
+and Richardson, 2018) on training sentences; `SubwordTokenizer` wraps the model for the
 package's pipelines with the id layout of `TextTokenizer`: 0 padding, 1
 `[UNK]`, 2 `[START]`, 3 `[END]`, then the learned pieces. The model proto is
 the tokenizer's whole state: it is in the layer's config and in an exported
@@ -213,7 +215,8 @@ class SubwordTokenizer(keras.layers.Layer):
     tensorflow-text's `SentencepieceTokenizer`, so tokenizing runs inside
     `tf.data`, a `tf.function` and a SavedModel (which then loads only after
     `import tensorflow_text`; no TFLite). Detokenized text is SentencePiece's
-    normalized (NFKC) form of the input.
+    normalized (NFKC) form of the input. Byte-pair pieces are the paper's
+    choice of vocabulary (section 5.1).
 
     Args:
         model_proto: `bytes` of a SentencePiece model with the package's
