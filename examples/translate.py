@@ -29,6 +29,9 @@ tokenizer lowercases and spaces out punctuation; its signature is printed and
 saved. The subword model also gets a cased score.
 
 Defaults differ per corpus (see `DEFAULTS`); every one can be overridden.
+Needs the `data` extra and `sacrebleu` (in the `dev` extra); `--tokenizer
+subword` also needs the `subword` extra. A word vs subword measurement on
+spa-eng, with its command, is in docs/subword.md.
 """
 
 import argparse
