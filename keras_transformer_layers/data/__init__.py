@@ -1,7 +1,9 @@
 """Datasets (TFDS builders), tokenizers and tf.data pipelines for translation.
 
 Importing this package registers the TFDS builders `synthetic_translation`
-and `spa_eng`. Needs the `data` extra (tensorflow-datasets).
+and `spa_eng`. Needs the `data` extra (tensorflow-datasets). The opt-in
+SentencePiece tokenizer is `keras_transformer_layers.data.subword` (the
+`subword` extra), imported on its own.
 """
 
 try:

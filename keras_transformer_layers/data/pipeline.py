@@ -138,9 +138,11 @@ def make_translation_dataset(
         pairs: `tf.data.Dataset` of string scalars, either `(source, target)`
             tuples (such as TFDS' `as_supervised=True`) or dicts read through
             `keys`.
-        source_tokenizer: a `TextTokenizer` (anything with `tokenize`) for the
-            source side.
-        target_tokenizer: a `TextTokenizer` for the target side.
+        source_tokenizer: a `TextTokenizer` (words or characters, stock
+            TensorFlow), a `keras_transformer_layers.data.subword.SubwordTokenizer`
+            (SentencePiece pieces, needs the `subword` extra), or anything with
+            `tokenize`, for the source side.
+        target_tokenizer: the same for the target side.
         batch_size: positive int, pairs per batch.
         max_length: optional int >= 3, the longest source and the longest
             target sequence kept, `[START]` and `[END]` included. Defaults to

@@ -74,7 +74,7 @@ def split_text(texts, split="character", lowercase=False):
     """
     _check_split(split)
     _validation.check_bool("lowercase", lowercase)
-    texts = _string_tensor("texts", texts)
+    texts = string_tensor("texts", texts)
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     if split == "character":
@@ -128,31 +128,7 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
         raise ValueError(
             f"`min_count` must be a positive integer. Received: min_count={min_count!r}"
         )
-    if isinstance(texts, tf.data.Dataset):
-        if texts.element_spec != tf.TensorSpec([], tf.string):
-            raise ValueError(
-                "`texts` must be a `tf.data.Dataset` of string scalars. "
-                f"Received: texts with element_spec={texts.element_spec}"
-            )
-    else:
-        if isinstance(texts, (str, bytes)) or not isinstance(texts, collections.abc.Iterable):
-            raise ValueError(
-                "`texts` must be a list (or other iterable) of strings or a "
-                f"`tf.data.Dataset` of strings. Received: texts={texts!r}"
-            )
-        texts = list(texts)
-        if not texts:
-            raise ValueError(
-                "`texts` holds no strings, so no vocabulary can be built. Pass the "
-                "training sentences. Received: texts=[]"
-            )
-        for index, text in enumerate(texts):
-            if not isinstance(text, (str, bytes)):
-                raise ValueError(
-                    "Every entry of `texts` must be a `str` or `bytes`. "
-                    f"Received: texts[{index}]={text!r}"
-                )
-        texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+    texts = text_dataset(texts)
 
     def split_batch(batch):
         # Valid UTF-8 is unchanged by a UTF-8 to UTF-8 transcoding.
@@ -187,7 +163,87 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
     return vocabulary
 
 
-def _string_tensor(name, texts, allow_column=False):
+def text_dataset(texts):
+    """`texts` as a `tf.data.Dataset` of string scalars, or a `ValueError`.
+
+    Args:
+        texts: a list or other iterable of `str`/`bytes`, or a
+            `tf.data.Dataset` of string scalars.
+
+    Returns:
+        A `tf.data.Dataset` of string scalars (`texts` itself if it is one).
+
+    Raises:
+        ValueError: if `texts` is neither, or is an empty iterable.
+    """
+    if isinstance(texts, tf.data.Dataset):
+        if texts.element_spec != tf.TensorSpec([], tf.string):
+            raise ValueError(
+                "`texts` must be a `tf.data.Dataset` of string scalars. "
+                f"Received: texts with element_spec={texts.element_spec}"
+            )
+    else:
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, collections.abc.Iterable):
+            raise ValueError(
+                "`texts` must be a list (or other iterable) of strings or a "
+                f"`tf.data.Dataset` of strings. Received: texts={texts!r}"
+            )
+        texts = list(texts)
+        if not texts:
+            raise ValueError(
+                "`texts` holds no strings, so no vocabulary can be built. Pass the "
+                "training sentences. Received: texts=[]"
+            )
+        for index, text in enumerate(texts):
+            if not isinstance(text, (str, bytes)):
+                raise ValueError(
+                    "Every entry of `texts` must be a `str` or `bytes`. "
+                    f"Received: texts[{index}]={text!r}"
+                )
+        texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+    return texts
+
+
+def content_ids(ids, vocabulary_size):
+    """The ids a tokenizer turns back into text, in the graph.
+
+    Drops padding and `[START]` ids and everything from the first `[END]` on;
+    ids outside `[0, vocabulary_size)` become `[UNK]` (`OOV_ID`).
+
+    Args:
+        ids: int tensor of rank 1 (one sequence) or 2 (a batch).
+        vocabulary_size: int, the tokenizer's number of ids.
+
+    Returns:
+        A pair: int32 `tf.RaggedTensor` `(batch, None)` (a batch of one for a
+        rank-1 input), and a Python bool, whether `ids` was rank 1.
+
+    Raises:
+        ValueError: if `ids` is not an integer tensor of rank 1 or 2.
+    """
+    try:
+        ids = tf.convert_to_tensor(ids)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`ids` must be an integer tensor of rank 1 or 2. Received: ids={ids!r}"
+        ) from None
+    if not ids.dtype.is_integer or ids.shape.rank not in (1, 2, None):
+        raise ValueError(
+            "`ids` must be an integer tensor of rank 1 or 2. "
+            f"Received: ids with dtype={ids.dtype.name} and shape={ids.shape}"
+        )
+    single = ids.shape.rank == 1
+    if single:
+        ids = ids[tf.newaxis]  # (1, seq)
+    # Range first, in the input dtype: a cast could wrap 2**32 + 5 to 5.
+    ids = tf.where((ids >= 0) & (ids < vocabulary_size), ids, tf.cast(OOV_ID, ids.dtype))
+    ids = tf.cast(ids, tf.int32)
+    before_end = tf.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
+    keep = before_end & (ids != PADDING_ID) & (ids != START_ID)
+    return tf.ragged.boolean_mask(ids, keep), single
+
+
+def string_tensor(name, texts, allow_column=False):
     """`texts` as a string tensor of rank 0 or 1, or a `ValueError`.
 
     With `allow_column`, a `(batch, 1)` tensor is accepted and flattened.
@@ -339,7 +395,7 @@ class TextTokenizer(keras.layers.Layer):
         Raises:
             ValueError: if `inputs` is not a string tensor of rank 0 or 1.
         """
-        inputs = _string_tensor("inputs", inputs)
+        inputs = string_tensor("inputs", inputs)
         tokens = split_text(inputs, split=self.split, lowercase=self.lowercase)
         if isinstance(tokens, tf.RaggedTensor):
             ids = self.lookup(tokens.flat_values)
@@ -350,7 +406,7 @@ class TextTokenizer(keras.layers.Layer):
         self.lookup.build((None,))
 
     def call(self, inputs):
-        inputs = _string_tensor("inputs", inputs, allow_column=True)
+        inputs = string_tensor("inputs", inputs, allow_column=True)
         ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
         batch = ids.nrows()
         start = tf.fill([batch, 1], START_ID)
@@ -379,29 +435,9 @@ class TextTokenizer(keras.layers.Layer):
         Raises:
             ValueError: if `ids` is not an integer tensor of rank 1 or 2.
         """
-        try:
-            ids = tf.convert_to_tensor(ids)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"`ids` must be an integer tensor of rank 1 or 2. Received: ids={ids!r}"
-            ) from None
-        if not ids.dtype.is_integer or ids.shape.rank not in (1, 2, None):
-            raise ValueError(
-                "`ids` must be an integer tensor of rank 1 or 2. "
-                f"Received: ids with dtype={ids.dtype.name} and shape={ids.shape}"
-            )
-        single = ids.shape.rank == 1
-        if single:
-            ids = ids[tf.newaxis]  # (1, seq)
-        # Range first, in the input dtype: a cast could wrap 2**32 + 5 to 5.
-        ids = tf.where(
-            (ids >= 0) & (ids < self.vocabulary_size), ids, tf.cast(OOV_ID, ids.dtype)
-        )
-        ids = tf.cast(ids, tf.int32)
-        before_end = tf.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
-        keep = before_end & (ids != PADDING_ID) & (ids != START_ID)
-        tokens = tf.gather(tf.constant(self.get_vocabulary()), ids)
-        tokens = tf.ragged.boolean_mask(tokens, keep)
+        ids, single = content_ids(ids, self.vocabulary_size)  # (batch, None) ragged
+        vocabulary = tf.constant(self.get_vocabulary())
+        tokens = ids.with_flat_values(tf.gather(vocabulary, ids.flat_values))
         separator = "" if self.split == "character" else " "
         texts = tf.strings.reduce_join(tokens, axis=-1, separator=separator)
         return texts[0] if single else texts

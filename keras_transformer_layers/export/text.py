@@ -1,4 +1,8 @@
-"""String-in, string-out translation inside the graph (core TF string ops only)."""
+"""String-in, string-out translation inside the graph.
+
+With `TextTokenizer` every op is a core TensorFlow op; with the opt-in
+`SubwordTokenizer` the SavedModel needs `import tensorflow_text` to load.
+"""
 
 import tensorflow as tf
 
@@ -16,18 +20,26 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
     `keras_transformer_layers.generation.Generator` of an encoder-decoder
     model: the encoder once, then one cached decoder step per token inside a
     single `while_loop`), and turned back into strings by
-    `target_tokenizer.detokenize`. Every op is a
+    `target_tokenizer.detokenize`. With `TextTokenizer`s every op is a
     core TensorFlow op, so stock TensorFlow and TensorFlow Serving run the
     signature with no custom-op library and without this package. A sampling
     generator uses its strategy's seed (or 0) in the exported graph.
 
+    A `keras_transformer_layers.data.subword.SubwordTokenizer` (SentencePiece)
+    works too, and its model proto is saved in the SavedModel, but its ops come
+    from tensorflow-text: the serving process must `import tensorflow_text`
+    before `tf.saved_model.load` (stock TensorFlow refuses the file with "Op
+    type not registered"), and no TFLite conversion with builtin ops can run
+    it; the text translator is SavedModel-only.
+
     Args:
         generator: a `Generator` around the encoder-decoder model to export.
-        source_tokenizer: a `TextTokenizer` for the source language; called on
-            a `(batch,)` string tensor it returns padded ids with start and
-            end ids, as in training.
-        target_tokenizer: a `TextTokenizer` for the target language; its
-            `detokenize` drops padding, start and everything from the end id.
+        source_tokenizer: a `TextTokenizer` (or `SubwordTokenizer`) for the
+            source language; called on a `(batch,)` string tensor it returns
+            padded ids with start and end ids, as in training.
+        target_tokenizer: a `TextTokenizer` (or `SubwordTokenizer`) for the
+            target language; its `detokenize` drops padding, start and
+            everything from the end id.
 
     Returns:
         An `ExportSignature` for `export_saved_model(text_translator=...)`: its
