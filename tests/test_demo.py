@@ -33,8 +33,13 @@ def tiny(demo):
     source = TextTokenizer(sorted(set("".join(_TEXTS))), name="source_tokenizer")
     target = TextTokenizer(list("0123456789-"), name="target_tokenizer")
     model = ktl.build_transformer(
-        source.vocabulary_size, target.vocabulary_size,
-        num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
+        source.vocabulary_size,
+        target.vocabulary_size,
+        num_layers=2,
+        model_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
     )
     generator = Generator(model, max_length=6, start_id=2, end_id=3)
     return model, generator, source, target
