@@ -29,7 +29,7 @@ $(JAX_STAMP): pyproject.toml
 	touch $(JAX_STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py --output-dir artifacts
+	$(PY) examples/demo.py --output-dir artifacts $(DEMO_ARGS)
 
 test: test-tensorflow test-jax docs
 

@@ -59,7 +59,7 @@ def test_dates_targets_are_the_source_dates(dates):
     formats_seen = set()
     for source, target in dates["train"] + dates["test"]:
         date = datetime.date.fromisoformat(target)
-        forms = synthetic._date_formats(date)
+        forms = synthetic.date_forms(date)
         assert source in forms
         formats_seen.add(forms.index(source))
     # 240 draws over 14 forms: every form shows up.
@@ -98,7 +98,7 @@ def test_number_to_words(number, words):
 
 
 def test_date_formats_hand_examples():
-    forms = synthetic._date_formats(datetime.date(1941, 8, 14))
+    forms = synthetic.date_forms(datetime.date(1941, 8, 14))
     assert "Thursday, August 14, 1941" in forms
     assert "14.08.1941" in forms
     assert "the 14th of august, 1941" in forms

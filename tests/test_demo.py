@@ -1,7 +1,11 @@
 """The helpers of `examples/demo.py` on a tiny untrained model (no training)."""
 
+import datetime
 import importlib.util
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers.data import TextTokenizer
+from keras_transformer_layers.data.synthetic import date_forms
 from keras_transformer_layers.generation import Generator
 
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "demo.py"
@@ -28,8 +33,13 @@ def tiny(demo):
     source = TextTokenizer(sorted(set("".join(_TEXTS))), name="source_tokenizer")
     target = TextTokenizer(list("0123456789-"), name="target_tokenizer")
     model = ktl.build_transformer(
-        source.vocabulary_size, target.vocabulary_size,
-        num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
+        source.vocabulary_size,
+        target.vocabulary_size,
+        num_layers=2,
+        model_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
     )
     generator = Generator(model, max_length=6, start_id=2, end_id=3)
     return model, generator, source, target
@@ -66,3 +76,30 @@ def test_exports_translate_like_keras_in_fresh_processes(demo, tiny, tmp_path):
     expected = demo.translate_ids(generator, source, _TEXTS)
     assert expected.shape == (3, 6)
     assert tf.io.gfile.exists(paths["keras"])
+
+
+def test_options_are_described_and_checked(demo):
+    args = demo.parse_args([])
+    assert (args.verbose, args.epochs, args.min_exact_match) == (False, 10, 0.99)
+    assert demo.parse_args(["--verbose"]).verbose
+    for bad in (["--epochs", "0"], ["--num-train", "-5"], ["--min-exact-match", "nan"]):
+        with pytest.raises(SystemExit):
+            demo.parse_args(bad)
+    # `--help` runs before TensorFlow loads and describes every option.
+    result = subprocess.run(
+        [sys.executable, str(_PATH), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    options = re.findall(r"^  (--[a-z-]+)", result.stdout, flags=re.M)
+    assert len(options) == 12 and "--verbose" in options
+    assert len(re.findall(r"\(default:\s", result.stdout)) == 12
+    assert "14 forms" in result.stdout
+
+
+def test_date_forms_are_listed(demo, capsys):
+    demo.describe_date_forms([("a", "2000-01-01"), ("b", "1941-08-14"), ("c", "2099-12-31")])
+    lines = capsys.readouterr().out.splitlines()
+    assert "from 1941-08-14 to 2099-12-31" in lines[0] and "these 14 forms" in lines[0]
+    forms = [line.strip() for line in lines[1:]]
+    assert forms == list(date_forms(datetime.date(1941, 8, 14)))
+    assert "the 14th of august, 1941" in forms and "14.08.1941" in forms

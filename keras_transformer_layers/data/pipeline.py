@@ -124,9 +124,9 @@ def make_translation_dataset(
 
     Steps, in order: tokenize both sides (in batches of 1024, in the graph);
     add `[START]` and `[END]`; drop or clip pairs longer than `max_length`;
-    shift the target; cache the token ids in memory; shuffle; batch with
-    padding id 0 (one padded batch, or per length bucket); check the batches
-    (below); prefetch.
+    shift the target; cache the token ids in memory (and count the batches,
+    below); shuffle; batch with padding id 0 (one padded batch, or per length
+    bucket); check the batches (below); prefetch.
 
     The shift makes the decoder read `[START] y1 ... yn` and predict
     `y1 ... yn [END]`: for a target `[START] a b [END]` the decoder input is
@@ -162,7 +162,13 @@ def make_translation_dataset(
             each epoch with a buffer of this size. Defaults to `None` (no
             shuffling).
         seed: optional int seed for the shuffle. Defaults to `None`.
-        cache: bool, cache the tokenized pairs in memory. Defaults to `True`.
+        cache: bool, cache the tokenized pairs in memory. Defaults to `True`:
+            the function then reads `pairs` once, which fills the cache, and
+            counts the batches of a pass, so the dataset's `cardinality()` is
+            that number and `model.fit` knows how long an epoch is (no
+            "ran out of data" warning, a progress bar with a true end).
+            With `False` (or an infinite `pairs`) the number of batches is
+            left unknown, as counting would cost an extra pass.
         source_vocabulary_size: optional int, the source vocabulary size of
             the model the batches feed (`build_transformer`'s
             `source_vocabulary_size`). Defaults to `None`, the
@@ -287,20 +293,28 @@ def make_translation_dataset(
     dataset = dataset.map(
         lambda s, t: (s, t[:-1], t[1:]), num_parallel_calls=tf.data.AUTOTUNE
     )
+    padding = (PADDING_ID, PADDING_ID, PADDING_ID)
+
+    def batch(examples):
+        if bucket_boundaries is not None:
+            return examples.bucket_by_sequence_length(
+                element_length_func=lambda s, t_in, t_out: tf.maximum(tf.size(s), tf.size(t_in)),
+                bucket_boundaries=list(bucket_boundaries),
+                bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+                padding_values=padding,
+            )
+        return examples.padded_batch(batch_size, padding_values=padding)
+
+    num_batches = 0
     if cache:
         dataset = dataset.cache()
+        if pairs.cardinality() != tf.data.INFINITE_CARDINALITY:
+            # One pass fills the cache and counts the batches of a pass; the
+            # count does not depend on the order, so it holds after shuffling.
+            num_batches = int(batch(dataset).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
     if shuffle_buffer_size is not None:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-    padding = (PADDING_ID, PADDING_ID, PADDING_ID)
-    if bucket_boundaries is not None:
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda s, t_in, t_out: tf.maximum(tf.size(s), tf.size(t_in)),
-            bucket_boundaries=list(bucket_boundaries),
-            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-            padding_values=padding,
-        )
-    else:
-        dataset = dataset.padded_batch(batch_size, padding_values=padding)
+    dataset = batch(dataset)
 
     def to_model_inputs(source, target_in, target_out):
         return {"encoder_inputs": source, "decoder_inputs": target_in}, target_out
@@ -321,4 +335,6 @@ def make_translation_dataset(
         "labels": ("target_vocabulary_size", target_size),
     }
     dataset = _check_batches(dataset, sizes, empty_message)
+    if num_batches:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -93,8 +93,28 @@ def _ordinal(day):
     return f"{day}" + {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
 
 
-def _date_formats(date):
-    """All surface forms of `date`; index order is part of the dataset."""
+def date_forms(date):
+    """The 14 surface forms the `dates` task writes a date in.
+
+    Each source of the task is one of them, drawn at random, so a model
+    trained on the task reads these forms and no others.
+
+    Args:
+        date: a `datetime.date`.
+
+    Returns:
+        A tuple of 14 strings; their order is part of the dataset.
+
+    Example:
+
+    ```python
+    import datetime
+    from keras_transformer_layers.data.synthetic import date_forms
+
+    date_forms(datetime.date(1941, 8, 14))[:2]
+    # ('Thursday, August 14, 1941', 'August 14, 1941')
+    ```
+    """
     d, m, y = date.day, date.month, date.year
     month = _MONTHS[m - 1]
     mon = month[:3]
@@ -299,7 +319,7 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
             value = int(value)
             if self.builder_config.task == "dates":
                 date = _FIRST_DATE + datetime.timedelta(days=value)
-                forms = _date_formats(date)
+                forms = date_forms(date)
                 target = date_to_iso(date)
             else:
                 forms = _number_formats(value)

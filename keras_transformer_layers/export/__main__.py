@@ -22,6 +22,8 @@ import os
 import sys
 import zipfile
 
+from keras_transformer_layers import _tensorflow_notices
+
 PACKAGE = "keras_transformer_layers"
 
 
@@ -226,4 +228,8 @@ def _write(model, inputs, out_dir, names, args, steps):
 
 
 if __name__ == "__main__":
+    # TensorFlow is loaded by now (the package imports Keras); its notices at
+    # import come before any line here can run. The filter drops the ones
+    # that follow: the cuInit and oneDNN `E0000` lines, LiteRT's XNNPACK line.
+    _tensorflow_notices.filter_stderr()
     sys.exit(main())
