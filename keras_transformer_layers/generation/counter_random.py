@@ -33,10 +33,12 @@ _FINAL_ROUNDS = 3
 # The state before the first word, and one key per round (21 rounds:
 # 9 words of 2 rounds, then 3); arbitrary 15-bit constants.
 _INITIAL_STATE = (0x3504, 0x5DB3)
+# fmt: off
 _ROUND_KEYS = (
     0x1E37, 0x3C6E, 0x7F4A, 0x2B7E, 0x1516, 0x28AE, 0x5A82, 0x6ED9, 0x0F1B, 0x63A1, 0x4C2F,
     0x1D3B, 0x0B5D, 0x7A39, 0x36C7, 0x5F3E, 0x2A1F, 0x4E6B, 0x11D9, 0x6C05, 0x3B83,
 )
+# fmt: on
 # The uniform number is (2 * (bits // 2**7) + 1) / 2**24: 23 random bits,
 # exact in float32, never 0 or 1.
 _UNIFORM_DROP = 2**7
