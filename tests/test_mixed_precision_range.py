@@ -34,9 +34,20 @@ def _norm(tensors):
 
 def _outputs_and_gradients(block, inputs, call, jit_compile=False):
     """The float32 outputs, and the gradients of a weighted sum of them with
-    respect to the inputs then the trainable variables (TensorFlow or JAX)."""
+    respect to the inputs then the trainable variables (TensorFlow, JAX or
+    PyTorch, which has no compiler here: `jit_compile` runs eagerly)."""
     weights = np.random.default_rng(1).standard_normal((2, 6, 16)).astype("float32")
-    if keras.config.backend() == "jax":
+    if keras.config.backend() == "torch":
+        import torch
+
+        tensors = [torch.tensor(x, requires_grad=True) for x in inputs]
+        outputs = keras.ops.cast(call(block, *tensors), "float32")
+        loss = torch.sum(outputs * torch.from_numpy(weights))
+        gradients = torch.autograd.grad(
+            loss, tensors + [v.value for v in block.trainable_variables]
+        )
+        outputs = outputs.detach()
+    elif keras.config.backend() == "jax":
         import jax
 
         variables = block.trainable_variables
