@@ -360,6 +360,7 @@ def draw(logits, seed, step):
     Returns:
         int32 `(batch,)`.
     """
+    logits = ops.convert_to_tensor(logits, "float32")
     batch_size, vocabulary_size = ops.shape(logits)[0], ops.shape(logits)[1]
     noise = counter_random.gumbel_noise(seed, step, batch_size, vocabulary_size)
     return argmax(logits + noise)
