@@ -2,10 +2,10 @@
 
 The references call the full Keras model on whole prefixes (no cache), one
 Python step at a time, in NumPy, so they share nothing with the decoding
-loop under test but the model. The sampling reference draws with the
-generator's per-step random function (`strategies.draw`, i.e.
-`keras.random.categorical` seeded `[seed, step]`); everything before the
-draw (exclusion, temperature, top-k, top-p) is computed here in NumPy.
+loop under test but the model. The sampling reference computes everything
+in NumPy too: exclusion, temperature, top-k, top-p, and the draw, with
+`numpy_random_bits`, an int64 NumPy transcription of the documented
+counter hash (`generation.counter_random`), and the Gumbel-max trick.
 
 Backend-neutral: no TensorFlow import.
 """
@@ -237,22 +237,64 @@ def recompute_sample(
     model, max_length, seed, source=None, prompts=None, temperature=1.0, top_k=None,
     top_p=None, start_id=START_ID, end_id=END_ID, pad_id=0,
 ):
-    """Sampling the slow way: full-model logits, filtered in NumPy, per step.
+    """Sampling the slow way: full-model logits, filtered and drawn in NumPy, per step.
 
-    The draw itself is the generator's documented per-step random function,
-    `keras.random.categorical` seeded `[seed, step]` (`strategies.draw`),
-    so the same logits give the same token; -inf becomes -1e9 as in the
+    The draw is the Gumbel-max trick with the noise of the documented
+    counter hash (`numpy_random_bits`); -inf becomes -1e9 as in the
     generator.
     """
-    seed_generator = keras.random.SeedGenerator(0)
 
     def choose(logits, step):
         logits = sampling_logits(logits - logits.max(-1, keepdims=True), temperature, top_k,
                                  top_p)
         logits = np.maximum(logits, strategies.FORBIDDEN).astype("float32")
-        return ops.convert_to_numpy(strategies.draw(logits, seed, step, seed_generator))
+        return (logits + numpy_gumbel_noise(seed, step, *logits.shape)).argmax(-1)
 
     return _recompute(model, source, prompts, max_length, choose, start_id, end_id, pad_id)
+
+
+# The counter hash of `generation.counter_random`, transcribed from its
+# docstring in int64 NumPy: a Feistel network on two 15-bit halves.
+HASH_HALF = 2**15
+HASH_INITIAL_STATE = (0x3504, 0x5DB3)
+# fmt: off
+HASH_ROUND_KEYS = (
+    0x1E37, 0x3C6E, 0x7F4A, 0x2B7E, 0x1516, 0x28AE, 0x5A82, 0x6ED9, 0x0F1B, 0x63A1, 0x4C2F,
+    0x1D3B, 0x0B5D, 0x7A39, 0x36C7, 0x5F3E, 0x2A1F, 0x4E6B, 0x11D9, 0x6C05, 0x3B83,
+)
+# fmt: on
+
+
+def numpy_random_bits(seed, step, rows, ids):
+    """int64 bits in `[0, 2**30)` of `(seed, step, row, id)`, broadcast over rows and ids."""
+
+    def digits(value, count):  # base 2**15, lowest first; Python's floor division
+        value = np.asarray(value, np.int64)
+        return [value // HASH_HALF**i % HASH_HALF for i in range(count)]
+
+    words = digits(seed, 3) + digits(step, 2) + digits(rows, 2) + digits(ids, 2)
+    keys = iter(HASH_ROUND_KEYS)
+    left, right = HASH_INITIAL_STATE
+
+    def feistel(left, right):
+        mixed = (right + next(keys)) % HASH_HALF
+        return right, (left + mixed * mixed // 2**7 % HASH_HALF) % HASH_HALF
+
+    for word in words:
+        left = (left + word) % HASH_HALF
+        left, right = feistel(*feistel(left, right))
+    for _ in range(3):
+        left, right = feistel(left, right)
+    return left * HASH_HALF + right
+
+
+def numpy_gumbel_noise(seed, step, batch_size, vocabulary_size):
+    """`-log(-log(u))`, `u = (2 * (bits // 2**7) + 1) / 2**24`, float32 `(batch, vocab)`."""
+    bits = numpy_random_bits(
+        seed, step, np.arange(batch_size)[:, None], np.arange(vocabulary_size)[None, :]
+    )
+    u = ((2 * (bits // 2**7) + 1) / 2**24).astype("float32")
+    return -np.log(-np.log(u))
 
 
 def recompute_beam(

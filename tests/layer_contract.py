@@ -86,7 +86,7 @@ def check_layer(
     restored = keras.models.load_model(path)
     assert any(type(sub) is layer_cls for sub in restored.layers)
     np.testing.assert_allclose(
-        np.asarray(model(inputs)), np.asarray(restored(inputs)), atol=1e-6
+        keras.ops.convert_to_numpy(model(inputs)), keras.ops.convert_to_numpy(restored(inputs)), atol=1e-6
     )
 
     # 6. Mixed precision: compute dtype outputs, float32 variables, one policy throughout.
@@ -102,7 +102,7 @@ def check_layer(
         for output in list(flat) + list(flat_symbolic):
             assert keras.backend.standardize_dtype(output.dtype) == compute_dtype
         for output in flat:
-            assert np.all(np.isfinite(np.asarray(keras.ops.cast(output, "float32"))))
+            assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))))
         for variable in layer.weights:
             if variable.trainable:
                 assert variable.dtype == "float32", variable.path

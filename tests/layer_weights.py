@@ -1,25 +1,26 @@
 """Reads our layers' weights into the dicts that `numpy_reference` expects."""
 
+import keras
 import numpy as np
 
 
 def attention_params(layer):
     return {
-        "query_kernel": np.asarray(layer.query_dense.kernel),
-        "query_bias": np.asarray(layer.query_dense.bias),
-        "key_kernel": np.asarray(layer.key_dense.kernel),
-        "key_bias": np.asarray(layer.key_dense.bias),
-        "value_kernel": np.asarray(layer.value_dense.kernel),
-        "value_bias": np.asarray(layer.value_dense.bias),
-        "output_kernel": np.asarray(layer.output_dense.kernel),
-        "output_bias": np.asarray(layer.output_dense.bias),
+        "query_kernel": keras.ops.convert_to_numpy(layer.query_dense.kernel),
+        "query_bias": keras.ops.convert_to_numpy(layer.query_dense.bias),
+        "key_kernel": keras.ops.convert_to_numpy(layer.key_dense.kernel),
+        "key_bias": keras.ops.convert_to_numpy(layer.key_dense.bias),
+        "value_kernel": keras.ops.convert_to_numpy(layer.value_dense.kernel),
+        "value_bias": keras.ops.convert_to_numpy(layer.value_dense.bias),
+        "output_kernel": keras.ops.convert_to_numpy(layer.output_dense.kernel),
+        "output_bias": keras.ops.convert_to_numpy(layer.output_dense.bias),
     }
 
 
 def _norm(layer_norm, add_norm):
     """(gamma, beta) of a pre-norm LayerNorm, or of the LayerNorm in a post-norm AddNorm."""
     layer_norm = add_norm.layer_norm if layer_norm is None else layer_norm
-    return np.asarray(layer_norm.gamma), np.asarray(layer_norm.beta)
+    return keras.ops.convert_to_numpy(layer_norm.gamma), keras.ops.convert_to_numpy(layer_norm.beta)
 
 
 def block_params(block):
@@ -29,10 +30,10 @@ def block_params(block):
             block.self_attention_layer_norm, block.self_attention_add_norm
         ),
         "feed_forward": [
-            np.asarray(block.feed_forward.intermediate_dense.kernel),
-            np.asarray(block.feed_forward.intermediate_dense.bias),
-            np.asarray(block.feed_forward.output_dense.kernel),
-            np.asarray(block.feed_forward.output_dense.bias),
+            keras.ops.convert_to_numpy(block.feed_forward.intermediate_dense.kernel),
+            keras.ops.convert_to_numpy(block.feed_forward.intermediate_dense.bias),
+            keras.ops.convert_to_numpy(block.feed_forward.output_dense.kernel),
+            keras.ops.convert_to_numpy(block.feed_forward.output_dense.bias),
         ],
         "feed_forward_norm": _norm(block.feed_forward_layer_norm, block.feed_forward_add_norm),
     }

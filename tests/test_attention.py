@@ -39,8 +39,8 @@ def test_matches_numpy_reference_with_mask():
         expected, expected_weights = ref.multi_head_attention(
             query[example], value[example], attention_params(layer), mask[example]
         )
-        np.testing.assert_allclose(np.asarray(output)[example], expected, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(scores)[example], expected_weights, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[example], expected, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores)[example], expected_weights, atol=1e-5)
 
 
 def _copied_pair(num_heads, key_dim, query, value, key=None):
@@ -73,10 +73,10 @@ def test_parity_with_keras_multi_head_attention(case):
     out_ours, scores_ours = ours(query, value, key, return_attention_scores=True, **kwargs)
     out_theirs, scores_theirs = theirs(query, value, key, return_attention_scores=True, **kwargs)
     # Rows with no key to attend to differ by design (Keras: mean of values); compare the rest.
-    np.testing.assert_allclose(np.asarray(out_ours)[valid_rows], np.asarray(out_theirs)[valid_rows], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out_ours)[valid_rows], keras.ops.convert_to_numpy(out_theirs)[valid_rows], atol=1e-5)
     np.testing.assert_allclose(
-        np.transpose(np.asarray(scores_ours), (0, 2, 1, 3))[valid_rows],
-        np.transpose(np.asarray(scores_theirs), (0, 2, 1, 3))[valid_rows],
+        np.transpose(keras.ops.convert_to_numpy(scores_ours), (0, 2, 1, 3))[valid_rows],
+        np.transpose(keras.ops.convert_to_numpy(scores_theirs), (0, 2, 1, 3))[valid_rows],
         atol=1e-5,
     )
 
@@ -95,14 +95,14 @@ def test_parity_with_keras_on_propagated_masks():
     randomize(theirs_layer)
     ours_layer.set_weights(theirs_layer.get_weights())
     tokens = np.array([[5, 6, 7, 0, 0], [1, 2, 3, 4, 9]])
-    ours, theirs = (np.asarray(model(tokens)) for model in models)
+    ours, theirs = (keras.ops.convert_to_numpy(model(tokens)) for model in models)
     valid = tokens != 0
     np.testing.assert_allclose(ours[valid], theirs[valid], atol=1e-5)
     # The padding keys are ignored: a new embedding for id 0 changes no real output.
     embedding.embeddings.assign(
-        np.concatenate([np.full((1, 8), 50.0), np.asarray(embedding.embeddings)[1:]]).astype("float32")
+        np.concatenate([np.full((1, 8), 50.0), keras.ops.convert_to_numpy(embedding.embeddings)[1:]]).astype("float32")
     )
-    np.testing.assert_allclose(np.asarray(models[0](tokens))[valid], ours[valid], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(models[0](tokens))[valid], ours[valid], atol=1e-5)
 
 
 def test_padding_keys_do_not_change_real_outputs():
@@ -114,19 +114,19 @@ def test_padding_keys_do_not_change_real_outputs():
     changed = value.copy()
     changed[:, 3:] = 100.0
     second = layer(query, changed, value_mask=key_mask)
-    np.testing.assert_allclose(np.asarray(first), np.asarray(second), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second), atol=1e-6)
 
 
 def test_causal_mask_hides_the_future():
     layer = ktl.MultiHeadAttention(2, 4)
     x = np.random.rand(1, 6, 8).astype("float32")
     first, scores = layer(x, x, use_causal_mask=True, return_attention_scores=True)
-    assert np.all(np.triu(np.asarray(scores)[0, 0], k=1) == 0.0)
+    assert np.all(np.triu(keras.ops.convert_to_numpy(scores)[0, 0], k=1) == 0.0)
     changed = x.copy()
     changed[:, 4:] += 5.0
     second = layer(changed, changed, use_causal_mask=True)
-    np.testing.assert_allclose(np.asarray(first)[:, :4], np.asarray(second)[:, :4], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(scores).sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first)[:, :4], keras.ops.convert_to_numpy(second)[:, :4], atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores).sum(-1), 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
@@ -140,12 +140,12 @@ def test_row_with_all_keys_masked_is_zero_not_nan(policy, dropout, return_scores
     mask[0, 1, :] = False  # query 1 of example 0 may attend to nothing
     result = layer(x, x, attention_mask=mask, training=True, return_attention_scores=return_scores)
     output = result[0] if return_scores else result
-    output = np.asarray(keras.ops.cast(output, "float32"))
+    output = keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))
     assert np.all(np.isfinite(output))
     np.testing.assert_array_equal(output[0, 1], 0.0)
     assert np.abs(output[0, 0]).max() > 0
     if return_scores:
-        scores = np.asarray(keras.ops.cast(result[1], "float32"))
+        scores = keras.ops.convert_to_numpy(keras.ops.cast(result[1], "float32"))
         np.testing.assert_array_equal(scores[0, :, 1], 0.0)
 
 
@@ -155,7 +155,7 @@ def test_fully_masked_row_with_bias_returns_the_output_bias():
     layer(x, x)
     randomize(layer)
     output = layer(x, x, attention_mask=np.array([[[True, False], [False, False]]]))
-    np.testing.assert_allclose(np.asarray(output)[0, 1], np.asarray(layer.output_dense.bias), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[0, 1], keras.ops.convert_to_numpy(layer.output_dense.bias), atol=1e-6)
 
 
 def test_scores_structure_is_the_same_in_functional_calls():

@@ -56,7 +56,7 @@ def test_block_matches_numpy_reference(normalize_first):
     source_mask = np.array([[True] * 6, [True, True, True, False, False, False]])
     block(target, source)
     randomize(block)
-    output = np.asarray(
+    output = keras.ops.convert_to_numpy(
         block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)
     )
     for example in range(2):
@@ -83,7 +83,7 @@ def test_stack_feeds_the_last_encoder_output_to_every_block():
     expected = target[0]
     for block in decoder.blocks:
         expected = ref.decoder_block(expected, source[0], block_params(block), ones, np.ones(5, bool), 1e-5)
-    np.testing.assert_allclose(np.asarray(decoder(target, source))[0], expected, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(decoder(target, source))[0], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("cross_attention", [True, False], ids=["encoder_decoder", "decoder_only"])
@@ -91,11 +91,11 @@ def test_changing_token_t_changes_no_earlier_output(cross_attention):
     decoder = ktl.TransformerDecoder(num_layers=2, **BLOCK_KWARGS)
     source = [np.random.normal(size=(1, 5, 8)).astype("float32")] if cross_attention else []
     target = np.random.normal(size=(1, 6, 8)).astype("float32")
-    first = np.asarray(decoder(target, *source))
+    first = keras.ops.convert_to_numpy(decoder(target, *source))
     for t in range(6):
         changed = target.copy()
         changed[:, t] += np.random.normal(size=8).astype("float32") * 3
-        second = np.asarray(decoder(changed, *source))
+        second = keras.ops.convert_to_numpy(decoder(changed, *source))
         np.testing.assert_allclose(second[:, :t], first[:, :t], atol=1e-5)
         assert np.abs(second[:, t] - first[:, t]).max() > 1e-3
 
@@ -110,8 +110,8 @@ def test_masks_flow_from_embeddings_in_both_forms():
     model = keras.Model([source_ids, target_ids], [decoded, decoder_only])
     first, first_only = model([np.array([[3, 4, 0]]), np.array([[5, 6, 0]])])
     second, second_only = model([np.array([[3, 4, 0, 0, 0]]), np.array([[5, 6, 0, 0]])])
-    np.testing.assert_allclose(np.asarray(first)[0, :2], np.asarray(second)[0, :2], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(first_only)[0, :2], np.asarray(second_only)[0, :2], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first)[0, :2], keras.ops.convert_to_numpy(second)[0, :2], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first_only)[0, :2], keras.ops.convert_to_numpy(second_only)[0, :2], atol=1e-5)
     assert decoded._keras_mask is not None and decoder_only._keras_mask is not None
 
 
@@ -157,8 +157,8 @@ def test_block_returns_the_attention_scores_of_both_attentions():
         return_attention_scores=True,
     )
     np.testing.assert_allclose(
-        np.asarray(output),
-        np.asarray(block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)),
+        keras.ops.convert_to_numpy(output),
+        keras.ops.convert_to_numpy(block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)),
         atol=1e-6,
     )
     # The cross-attention weights are those of equation (1) on the block's own
@@ -172,8 +172,8 @@ def test_block_returns_the_attention_scores_of_both_attentions():
         y = ref.layer_norm(y + attended, *params["self_attention_norm"], 1e-5)
         cross_mask = ref.padding_to_attention_mask(target_mask[example], source_mask[example])
         _, cross_weights = ref.multi_head_attention(y, source[example], params["cross_attention"], cross_mask)
-        np.testing.assert_allclose(np.asarray(scores["self_attention"])[example], self_weights, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(scores["cross_attention"])[example], cross_weights, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores["self_attention"])[example], self_weights, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores["cross_attention"])[example], cross_weights, atol=1e-5)
     # The same structure in a functional call.
     symbolic = block(keras.Input((None, 8)), keras.Input((None, 8)), return_attention_scores=True)
     assert tuple(symbolic[1]["cross_attention"].shape) == (None, 2, None, None)

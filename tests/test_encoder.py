@@ -44,7 +44,7 @@ def test_block_matches_numpy_reference(normalize_first):
     mask = np.array([[True] * 5, [True, True, True, False, False]])
     block(x)
     randomize(block)
-    output = np.asarray(block(x, mask=mask))
+    output = keras.ops.convert_to_numpy(block(x, mask=mask))
     for example in range(2):
         expected = ref.encoder_block(
             x[example], block_params(block), mask[example], 1e-5, normalize_first
@@ -62,7 +62,7 @@ def test_stack_matches_numpy_reference_block_after_block():
     expected = x[0]
     for block in encoder.blocks:
         expected = ref.encoder_block(expected, block_params(block), mask[0], 1e-5)
-    np.testing.assert_allclose(np.asarray(encoder(x, mask=mask))[0, :3], expected[:3], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(x, mask=mask))[0, :3], expected[:3], atol=1e-5)
 
 
 def test_padding_mask_flows_through_the_stack():
@@ -73,7 +73,7 @@ def test_padding_mask_flows_through_the_stack():
     short, mask = model(np.array([[4, 5, 6, 0]]))
     longer, _ = model(np.array([[4, 5, 6, 0, 0, 0, 0]]))
     np.testing.assert_array_equal(mask, [[1, 1, 1, 0]])
-    np.testing.assert_allclose(np.asarray(short)[0, :3], np.asarray(longer)[0, :3], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(short)[0, :3], keras.ops.convert_to_numpy(longer)[0, :3], atol=1e-5)
 
 
 def test_training_reaches_every_sublayer():
@@ -81,7 +81,7 @@ def test_training_reaches_every_sublayer():
     # reduces to LayerNorm(LayerNorm(x)) = LayerNorm(x) (KerasHub's check).
     block = ktl.TransformerEncoderBlock(**BLOCK_KWARGS, dropout=0.9999999)
     x = np.random.normal(size=(2, 3, 8)).astype("float32")
-    output = np.asarray(block(x, training=True))
+    output = keras.ops.convert_to_numpy(block(x, training=True))
     expected = ref.layer_norm(ref.layer_norm(x, 1.0, 0.0, 1e-5), 1.0, 0.0, 1e-5)
     np.testing.assert_allclose(output, expected, atol=1e-4)
 

@@ -1,7 +1,7 @@
 """Generation exported as a SavedModel and as TFLite gives the Keras `Generator`'s tokens.
 
 Encoder-decoder (source ids) and decoder-only (prompts of different lengths)
-models alike, greedy and beam search; the exports check their inputs in every
+models alike, greedy, beam search and sampling; the exports check their inputs in every
 runtime and write like the other exports (path checks, `overwrite`, atomic).
 """
 
@@ -501,15 +501,29 @@ def test_transformer_lm_exports_and_verifies_against_keras(tmp_path):
     )
 
 
-def test_sampling_saved_model_draws_the_keras_sample_and_tflite_refuses_it(tmp_path):
-    """The strategy's seed is baked in; TFLite has no builtin random draw."""
-    generator = Generator(lm()[1], Sampling(top_k=5, seed=7), max_length=LM_MAX_LENGTH)
-    tokens = generator.generate(PROMPTS)
-    assert not np.array_equal(tokens, generator.generate(PROMPTS, seed=8))  # seeds matter
-    report = export_generation_saved_model(generator, tmp_path / "sm", sample_inputs=PROMPTS)
+@pytest.mark.parametrize("kind", ["seq2seq", "decoder_only"])
+def test_sampling_exports_draw_the_keras_sample(kind, tmp_path):
+    """The strategy's seed is baked in; Keras, SavedModel and TFLite draw the same tokens."""
+    sampling = Sampling(temperature=1.5, top_k=6, top_p=0.9, seed=7)
+    if kind == "seq2seq":
+        interface = small_model(favoured=(END_ID,), bias=1.0)[1]
+        generator = Generator(interface, sampling, max_length=MAX_LENGTH)
+        inputs, name = TABLE_SOURCE, "source_ids"
+    else:
+        generator = Generator(lm()[1], sampling, max_length=LM_MAX_LENGTH)
+        inputs, name = PROMPTS, "prompt_ids"
+    tokens, scores = generator.generate(inputs, return_scores=True)
+    assert not np.array_equal(tokens, generator.generate(inputs, seed=8))  # seeds matter
+    saved = export_generation_saved_model(generator, tmp_path / "sm", sample_inputs=inputs)
+    assert saved["token_agreement"] == 1.0
+    served = tf.saved_model.load(saved["path"]).signatures["serving_default"]
+    np.testing.assert_array_equal(served(**{name: tf.constant(inputs)})["token_ids"], tokens)
+    report = export_generation_tflite(
+        generator, tmp_path / "g.tflite", batch_size=len(inputs), sample_inputs=inputs
+    )
     assert report["token_agreement"] == 1.0
-    serve = tf.saved_model.load(report["path"]).signatures["serving_default"]
-    np.testing.assert_array_equal(serve(prompt_ids=tf.constant(PROMPTS))["token_ids"], tokens)
-    with pytest.raises(ValueError, match=r"`generator` must search greedily.*Received: .*Sampling"):
-        export_generation_tflite(generator, tmp_path / "g.tflite")
-    assert sorted(os.listdir(tmp_path)) == ["sm"]
+    assert {"TOPK_V2", "CUMSUM", "FLOOR_MOD", "WHILE"} <= set(report["op_names"])
+    assert not [op for op in report["op_names"] if op.startswith("CUSTOM")]
+    outputs = _runner(report["path"])(**{name: inputs})
+    np.testing.assert_array_equal(outputs["token_ids"], tokens)
+    np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)

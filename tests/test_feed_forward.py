@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -28,19 +29,19 @@ def test_matches_equation_two():
         weight.assign(np.random.normal(size=weight.shape).astype("float32"))
     expected = ref.feed_forward(
         x,
-        np.asarray(layer.intermediate_dense.kernel),
-        np.asarray(layer.intermediate_dense.bias),
-        np.asarray(layer.output_dense.kernel),
-        np.asarray(layer.output_dense.bias),
+        keras.ops.convert_to_numpy(layer.intermediate_dense.kernel),
+        keras.ops.convert_to_numpy(layer.intermediate_dense.bias),
+        keras.ops.convert_to_numpy(layer.output_dense.kernel),
+        keras.ops.convert_to_numpy(layer.output_dense.bias),
     )
-    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-4, rtol=1e-5)
 
 
 def test_is_position_wise():
     layer = ktl.FeedForward(intermediate_dim=8)
     x = np.random.rand(1, 4, 4).astype("float32")
-    full = np.asarray(layer(x))
-    alone = np.asarray(layer(x[:, 2:3]))
+    full = keras.ops.convert_to_numpy(layer(x))
+    alone = keras.ops.convert_to_numpy(layer(x[:, 2:3]))
     np.testing.assert_allclose(full[:, 2:3], alone, atol=1e-6)
 
 

@@ -283,7 +283,7 @@ def test_masks_from_embeddings_still_flow_in_functional_models():
     model = ktl.build_transformer(**TRANSFORMER_ARGS)
     inputs = {"encoder_inputs": np.array([[3, 4, 0], [5, 0, 0]]), "decoder_inputs": np.array([[1, 7], [1, 0]])}
     np.testing.assert_allclose(
-        np.asarray(model(inputs)), model.predict(inputs, verbose=0), atol=1e-5
+        keras.ops.convert_to_numpy(model(inputs)), model.predict(inputs, verbose=0), atol=1e-5
     )
 
 
@@ -321,8 +321,8 @@ def test_positional_embedding_rejects_float_ids_in_a_functional_model():
 def test_positional_embedding_accepts_every_integer_dtype(mode, dtype):
     layer = ktl.PositionalEmbedding(16, 4)
     ids = np.array([[3, 15, 0]])
-    expected = np.asarray(layer(ids.astype("int32")))
-    np.testing.assert_allclose(np.asarray(run_in(mode, layer, ids.astype(dtype))), expected, atol=1e-6)
+    expected = keras.ops.convert_to_numpy(layer(ids.astype("int32")))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(run_in(mode, layer, ids.astype(dtype))), expected, atol=1e-6)
 
 
 # --- Fixed-size tables (fault kind 3, the layer half) ------------------------
@@ -337,8 +337,8 @@ def learned_layer():
 
 
 def expected_learned(layer, ids, start=0):
-    tokens = np.asarray(layer.token_embedding.embeddings)[ids] * 2.0  # sqrt(4)
-    return tokens + np.asarray(layer.position_embeddings)[start : start + ids.shape[1]][None]
+    tokens = keras.ops.convert_to_numpy(layer.token_embedding.embeddings)[ids] * 2.0  # sqrt(4)
+    return tokens + keras.ops.convert_to_numpy(layer.position_embeddings)[start : start + ids.shape[1]][None]
 
 
 @pytest.mark.parametrize(
@@ -360,7 +360,7 @@ def test_learned_positions_past_the_table_raise_when_the_length_is_static(jit_co
     with pytest.raises(ValueError, match=LIMIT + r".*start_index=3, inputs.shape\[1\]=2, sequence_length=4"):
         call(ids[:, :2], start_index=3)
     # Up to the limit, the rows of the table.
-    np.testing.assert_allclose(np.asarray(call(ids[:, :4])), expected_learned(layer, ids[:, :4]), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(call(ids[:, :4])), expected_learned(layer, ids[:, :4]), atol=1e-6)
 
 
 def test_learned_positions_with_a_tensor_start_index_eagerly():
@@ -371,7 +371,7 @@ def test_learned_positions_with_a_tensor_start_index_eagerly():
         layer(np.ones((1, 2), "int32"), start_index=keras.ops.convert_to_tensor(-1))
     ids = np.array([[5, 6]])
     np.testing.assert_allclose(
-        np.asarray(layer(ids, start_index=keras.ops.convert_to_tensor(2))), expected_learned(layer, ids, 2), atol=1e-6
+        keras.ops.convert_to_numpy(layer(ids, start_index=keras.ops.convert_to_tensor(2))), expected_learned(layer, ids, 2), atol=1e-6
     )
 
 
@@ -392,7 +392,7 @@ def test_learned_positions_in_a_graph_of_unknown_length_fail_loudly():
     # A negative start is sent past the table, not wrapped to its end.
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"= 4 is not in \[0, 4\)"):
         dynamic(ids[:, :2], -1)
-    np.testing.assert_allclose(np.asarray(dynamic(ids[:, :3], 1)), expected_learned(layer, ids[:, :3], 1), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dynamic(ids[:, :3], 1)), expected_learned(layer, ids[:, :3], 1), atol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [-1, 16, 10**6, -17])
@@ -444,7 +444,7 @@ def test_saved_model_fails_loudly_past_the_tables(learned_model, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     serve = loaded.serve
     good = np.array([[3, 15, 0, 1]], "int32")
-    np.testing.assert_allclose(np.asarray(serve(good)), np.asarray(learned_model(good)), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(serve(good)), keras.ops.convert_to_numpy(learned_model(good)), atol=1e-6)
     for ids, shown in [(np.array([[1, 2, 3, 4, 5]], "int32"), r"= 4 is not in \[0, 4\)"),
                        (np.array([[1, -1]], "int32"), r"= 16 is not in \[0, 16\)"),
                        (np.array([[1, 16]], "int32"), r"= 16 is not in \[0, 16\)")]:
@@ -470,7 +470,7 @@ def test_tflite_fails_loudly_past_the_tables(learned_model, tmp_path):
         return interpreter.get_tensor(output_details["index"])
 
     good = np.array([[3, 15, 0, 1]], "int32")
-    np.testing.assert_allclose(run(good), np.asarray(learned_model(good)), atol=1e-5)
+    np.testing.assert_allclose(run(good), keras.ops.convert_to_numpy(learned_model(good)), atol=1e-5)
     for ids in [np.array([[1, 2, 3, 4, 5]], "int32"), np.array([[1, -1]], "int32"), np.array([[1, 16]], "int32")]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
             run(ids)
@@ -504,8 +504,8 @@ def test_cache_index_past_the_cache_fails_in_a_graph_instead_of_overwriting_the_
     # In range, the step writes slot `index` only, as in eager.
     _, written = step(floats(1, 1, 8), floats(1, 3, 8), cache, tf.constant(3))
     _, eager = decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=3)
-    np.testing.assert_allclose(np.asarray(written), np.asarray(eager), atol=1e-6)
-    assert not np.asarray(written)[:, :, :, :3].any() and np.asarray(written)[:, :, :, 3].any()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(written), keras.ops.convert_to_numpy(eager), atol=1e-6)
+    assert not keras.ops.convert_to_numpy(written)[:, :, :, :3].any() and keras.ops.convert_to_numpy(written)[:, :, :, 3].any()
 
 
 @TENSORFLOW_ONLY
@@ -534,14 +534,14 @@ def test_cache_index_past_the_cache_fails_in_tflite(tmp_path):
     target, source = floats(1, 1, 8), floats(1, 3, 8)
 
     def run(index):
-        feed = {"x": target, "s": source, "c": np.asarray(cache), "i": np.array([index], "int32")}
+        feed = {"x": target, "s": source, "c": keras.ops.convert_to_numpy(cache), "i": np.array([index], "int32")}
         for name, value in feed.items():
             interpreter.set_tensor(indices[name], value)
         interpreter.invoke()
         return interpreter.get_tensor(output["index"])
 
     _, expected = decoder(target, source, self_attention_cache=cache, self_attention_cache_update_index=3)
-    np.testing.assert_allclose(run(3), np.asarray(expected), atol=1e-5)
+    np.testing.assert_allclose(run(3), keras.ops.convert_to_numpy(expected), atol=1e-5)
     for index in [4, -1]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
             run(index)

@@ -25,7 +25,7 @@ GRADIENT_TOLERANCE = 10  # x u, relative norm
 def _rounded(values, policy):
     """`values` rounded to the 16-bit type, so both blocks see the same input."""
     compute_dtype = keras.DTypePolicy(policy).compute_dtype
-    return np.asarray(keras.ops.cast(keras.ops.cast(values, compute_dtype), "float32"))
+    return keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(values, compute_dtype), "float32"))
 
 
 def _norm(tensors):
@@ -34,9 +34,20 @@ def _norm(tensors):
 
 def _outputs_and_gradients(block, inputs, call, jit_compile=False):
     """The float32 outputs, and the gradients of a weighted sum of them with
-    respect to the inputs then the trainable variables (TensorFlow or JAX)."""
+    respect to the inputs then the trainable variables (TensorFlow, JAX or
+    PyTorch, which has no compiler here: `jit_compile` runs eagerly)."""
     weights = np.random.default_rng(1).standard_normal((2, 6, 16)).astype("float32")
-    if keras.config.backend() == "jax":
+    if keras.config.backend() == "torch":
+        import torch
+
+        tensors = [torch.tensor(x, requires_grad=True) for x in inputs]
+        outputs = keras.ops.cast(call(block, *tensors), "float32")
+        loss = torch.sum(outputs * torch.from_numpy(weights))
+        gradients = torch.autograd.grad(
+            loss, tensors + [v.value for v in block.trainable_variables]
+        )
+        outputs = outputs.detach()
+    elif keras.config.backend() == "jax":
         import jax
 
         variables = block.trainable_variables
@@ -66,7 +77,7 @@ def _outputs_and_gradients(block, inputs, call, jit_compile=False):
         if jit_compile:
             forward = tf.function(forward, jit_compile=True)
         outputs, gradients = forward(*(tf.constant(x) for x in inputs))
-    return np.asarray(outputs), [np.asarray(g, "float32") for g in gradients]
+    return keras.ops.convert_to_numpy(outputs), [keras.ops.convert_to_numpy(g).astype("float32") for g in gradients]
 
 
 def _block_pair(block_class, policy, inputs, call):
@@ -154,12 +165,12 @@ def test_attention_logits_beyond_the_float16_range():
     mask = np.array([[[True, True, False]] * 3])
     output, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
     expected = [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
-    np.testing.assert_array_equal(np.asarray(scores, "float32")[0, 0], expected)
-    np.testing.assert_array_equal(np.asarray(output, "float32")[0], x[0, [0, 1, 0]])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores).astype("float32")[0, 0], expected)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(output).astype("float32")[0], x[0, [0, 1, 0]])
     # Every visible logit of query 2 is below -1e9 (-5.1e9 and -4.2e9): a
     # fill of -1e9 would give the masked key the weight, then zero it.
     x = np.array([[[6e4, 6e4], [5e4, 5e4], [-6e4, -6e4]]], "float32")
     _, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
     np.testing.assert_array_equal(
-        np.asarray(scores, "float32")[0, 0], [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
+        keras.ops.convert_to_numpy(scores).astype("float32")[0, 0], [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
     )

@@ -39,26 +39,26 @@ def test_positional_embedding_contract(tmp_path, learned):
 
 def test_encoding_position_zero_is_zero_one_interleaved():
     output = ktl.PositionalEncoding()(np.zeros((1, 2, 6), "float32"))
-    np.testing.assert_allclose(np.asarray(output)[0, 0], [0, 1, 0, 1, 0, 1], atol=1e-7)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[0, 0], [0, 1, 0, 1, 0, 1], atol=1e-7)
     # Position 1, channel 0 is sin(1), channel 1 is cos(1) (wavelength 2*pi).
-    np.testing.assert_allclose(np.asarray(output)[0, 1, :2], [np.sin(1), np.cos(1)], atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[0, 1, :2], [np.sin(1), np.cos(1)], atol=1e-6)
 
 
 @pytest.mark.parametrize("dim", [6, 7, 64], ids=["even", "odd", "wide"])
 def test_encoding_matches_numpy_reference(dim):
     x = np.random.rand(2, 50, dim).astype("float32")
-    output = np.asarray(ktl.PositionalEncoding()(x))
+    output = keras.ops.convert_to_numpy(ktl.PositionalEncoding()(x))
     np.testing.assert_allclose(output, x + ref.positional_encoding(50, dim)[None], atol=1e-5)
 
 
 def test_encoding_start_index_gives_later_rows():
-    full = np.asarray(ktl.PositionalEncoding()(np.zeros((1, 40, 16), "float32")))
-    step = np.asarray(ktl.PositionalEncoding()(np.zeros((1, 1, 16), "float32"), start_index=37))
+    full = keras.ops.convert_to_numpy(ktl.PositionalEncoding()(np.zeros((1, 40, 16), "float32")))
+    step = keras.ops.convert_to_numpy(ktl.PositionalEncoding()(np.zeros((1, 1, 16), "float32"), start_index=37))
     np.testing.assert_allclose(step[0, 0], full[0, 37], atol=1e-5)
 
 
 def test_encoding_has_no_maximum_length():
-    output = np.asarray(ktl.PositionalEncoding()(np.zeros((1, 5000, 4), "float32")))
+    output = keras.ops.convert_to_numpy(ktl.PositionalEncoding()(np.zeros((1, 5000, 4), "float32")))
     np.testing.assert_allclose(output[0, 4999], ref.positional_encoding(1, 4, start=4999)[0], atol=1e-4)
 
 
@@ -67,7 +67,7 @@ def test_encoding_in_bfloat16_is_the_float32_table_rounded():
     # ours computes the angles in float32 and only rounds the result.
     layer = ktl.PositionalEncoding(dtype="bfloat16")
     output = layer(keras.ops.zeros((1, 2048, 64), "bfloat16"))
-    error = np.abs(np.asarray(keras.ops.cast(output, "float32"))[0] - ref.positional_encoding(2048, 64))
+    error = np.abs(keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))[0] - ref.positional_encoding(2048, 64))
     assert error.max() < 0.01
 
 
@@ -82,8 +82,8 @@ def test_encoding_passes_the_keras_mask_through():
 def test_embedding_is_scaled_token_embedding_plus_sinusoid():
     layer = ktl.PositionalEmbedding(10, 8)
     ids = np.array([[3, 7, 0]])
-    output = np.asarray(layer(ids))
-    table = np.asarray(layer.token_embedding.embeddings)
+    output = keras.ops.convert_to_numpy(layer(ids))
+    table = keras.ops.convert_to_numpy(layer.token_embedding.embeddings)
     expected = table[ids[0]] * np.sqrt(8) + ref.positional_encoding(3, 8)
     np.testing.assert_allclose(output[0], expected, atol=1e-5)
 
@@ -91,9 +91,9 @@ def test_embedding_is_scaled_token_embedding_plus_sinusoid():
 def test_embedding_emits_padding_mask_and_start_index():
     layer = ktl.PositionalEmbedding(10, 8)
     ids = np.array([[3, 7, 0, 0]])
-    np.testing.assert_array_equal(np.asarray(layer.compute_mask(ids)), [[True, True, False, False]])
-    full = np.asarray(layer(ids))
-    step = np.asarray(layer(ids[:, 2:3], start_index=2))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.compute_mask(ids)), [[True, True, False, False]])
+    full = keras.ops.convert_to_numpy(layer(ids))
+    step = keras.ops.convert_to_numpy(layer(ids[:, 2:3], start_index=2))
     np.testing.assert_allclose(step[0, 0], full[0, 2], atol=1e-5)
     assert ktl.PositionalEmbedding(10, 8, mask_zero=False).compute_mask(ids) is None
 
@@ -101,9 +101,9 @@ def test_embedding_emits_padding_mask_and_start_index():
 def test_learned_positions_use_the_learned_table():
     layer = ktl.PositionalEmbedding(10, 4, learned_positions=True, sequence_length=6)
     ids = np.array([[2, 3, 4]])
-    output = np.asarray(layer(ids, start_index=1))
-    tokens = np.asarray(layer.token_embedding.embeddings)[ids[0]] * 2.0
-    np.testing.assert_allclose(output[0], tokens + np.asarray(layer.position_embeddings)[1:4], atol=1e-6)
+    output = keras.ops.convert_to_numpy(layer(ids, start_index=1))
+    tokens = keras.ops.convert_to_numpy(layer.token_embedding.embeddings)[ids[0]] * 2.0
+    np.testing.assert_allclose(output[0], tokens + keras.ops.convert_to_numpy(layer.position_embeddings)[1:4], atol=1e-6)
 
 
 @pytest.mark.parametrize(

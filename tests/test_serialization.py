@@ -23,7 +23,7 @@ for name in sys.argv[2:]:
     data = np.load(f"{sys.argv[1]}/{name}.npz")
     inputs = [data[f"input_{i}"] for i in range(len(data.files) - 1)]
     model = keras.models.load_model(f"{sys.argv[1]}/{name}.keras")
-    np.save(f"{sys.argv[1]}/{name}.reloaded.npy", np.asarray(model(inputs)))
+    np.save(f"{sys.argv[1]}/{name}.reloaded.npy", keras.ops.convert_to_numpy(model(inputs)))
 """
 
 
@@ -52,7 +52,7 @@ def test_every_layer_reloads_in_a_fresh_process(tmp_path):
         model = keras.Model(symbolic, layer(*symbolic))
         model.save(tmp_path / f"{name}.keras")
         np.savez(tmp_path / f"{name}.npz", **{f"input_{i}": x for i, x in enumerate(inputs)}, unused=0)
-        expected[name] = np.asarray(model(inputs))
+        expected[name] = keras.ops.convert_to_numpy(model(inputs))
     script = tmp_path / "load.py"
     script.write_text(LOADER)
     environment = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -75,6 +75,6 @@ def test_build_transformer_round_trips_with_its_optimizer_state(tmp_path):
     path = tmp_path / "transformer.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_allclose(np.asarray(restored(inputs)), np.asarray(model(inputs)), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(inputs)), keras.ops.convert_to_numpy(model(inputs)), atol=1e-6)
     iterations = [keras.ops.convert_to_numpy(m.optimizer.iterations) for m in (restored, model)]
     assert iterations == [2, 2]

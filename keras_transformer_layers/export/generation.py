@@ -44,7 +44,6 @@ from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import tflite
 from keras_transformer_layers.export import verify
 from keras_transformer_layers.generation import Generator
-from keras_transformer_layers.generation import Sampling
 
 GENERATE_SIGNATURE = "generate"
 ENCODE_SIGNATURE = "encode"
@@ -489,8 +488,7 @@ def export_generation_tflite(
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed (checked
             before anything is written).
-        ValueError: for an argument of the wrong type or out of range, or a
-            `Sampling` generator (TFLite has no builtin random draw).
+        ValueError: for an argument of the wrong type or out of range.
         OSError: the file cannot be written (`path` is left as it was).
 
     Example:
@@ -503,13 +501,6 @@ def export_generation_tflite(
     ```
     """
     _check_tflite("export_generation_tflite", generator, batch_size)
-    if isinstance(generator.strategy, Sampling):
-        raise ValueError(
-            "`generator` must search greedily or with beams for TFLite: sampling draws "
-            "with `StatelessMultinomial`, which has no TFLite builtin kernel. Export a "
-            "SavedModel, or the decoder step (`export_decode_step_tflite`) and sample "
-            f"in the caller's loop. Received: generator with strategy={generator.strategy!r}"
-        )
     _check_input_len("input_len", input_len, generator)
     path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
     if os.path.isdir(path):

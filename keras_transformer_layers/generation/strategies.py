@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.generation import counter_random
 
 # Log-probability of forbidden continuations: finite, so sums never give NaN.
 FORBIDDEN = -1e9
@@ -261,11 +262,15 @@ class Sampling(_TokenByToken):
     reaches `top_p` (Holtzman et al., 2019). The padding and start ids are
     never drawn.
 
-    The draws are stateless: step `t` draws with
-    `keras.random.categorical(..., seed=SeedGenerator state [seed, t])`, so a
-    given seed gives the same tokens on every call while every step draws
-    differently. The same seed gives other tokens on another backend, or
-    under XLA.
+    The draws are stateless and counter-based: row `r` at step `t` adds
+    Gumbel noise made from a hash of `(seed, t, r, vocabulary id)` to the
+    filtered logits and takes the arg-max, which is a draw from their
+    softmax (see `generation.counter_random`). The hash is exact int32
+    arithmetic that never overflows, so a given seed gives the same tokens
+    on every call, on every backend (TensorFlow eager, graph and XLA,
+    `jax.jit`, PyTorch) and in the SavedModel and TFLite exports, while
+    every step and row draws differently. Rows are numbered within each
+    `generate` batch.
 
     Args:
         temperature: finite float, at least the smallest normal float32
@@ -313,8 +318,6 @@ class Sampling(_TokenByToken):
         self.top_k = top_k
         self.top_p = top_p
         self.seed = seed
-        # Its state is never read or advanced: each draw maps it to [seed, step].
-        self._seed_generator = keras.random.SeedGenerator(0)
 
     def check_generation_settings(self, max_length, vocabulary_size, num_emittable):
         if self.top_k is not None and self.top_k > vocabulary_size:
@@ -331,7 +334,7 @@ class Sampling(_TokenByToken):
         # would bring close to the others.
         logits = (logits - ops.max(logits, axis=-1, keepdims=True)) / self.temperature
         logits = filter_logits(exclude(logits), self.top_k, self.top_p)
-        return draw(logits, seed, step, self._seed_generator)
+        return draw(logits, seed, step)
 
     def get_config(self):
         return {
@@ -342,27 +345,25 @@ class Sampling(_TokenByToken):
         }
 
 
-def draw(logits, seed, step, seed_generator):
-    """One token per row from `logits`, reproducible from `(seed, step)`.
+def draw(logits, seed, step):
+    """One token per row from `softmax(logits)`, reproducible from `(seed, step)`.
 
-    `keras.random` takes no seed tensors on every backend; a `SeedGenerator`
-    whose state is mapped to `[seed, step]` in a `keras.StatelessScope` is
-    a traceable seed on all of them.
+    The Gumbel-max trick with the counter-based noise of
+    `counter_random.gumbel_noise`: `argmax(logits + noise)`, the same
+    integers on every backend and export.
 
     Args:
         logits: float32 `(batch, vocabulary_size)`.
         seed: int32 scalar (tensor).
-        step: int32 scalar (tensor).
-        seed_generator: a `keras.random.SeedGenerator`; its variable is
-            never read or changed.
+        step: int32 scalar (tensor), non-negative.
 
     Returns:
         int32 `(batch,)`.
     """
-    state = ops.stack([ops.cast(seed, "int32"), ops.cast(step, "int32")])
-    with keras.StatelessScope(state_mapping=[(seed_generator.state, state)]):
-        samples = keras.random.categorical(logits, 1, dtype="int32", seed=seed_generator)
-    return samples[:, 0]
+    logits = ops.convert_to_tensor(logits, "float32")
+    batch_size, vocabulary_size = ops.shape(logits)[0], ops.shape(logits)[1]
+    noise = counter_random.gumbel_noise(seed, step, batch_size, vocabulary_size)
+    return argmax(logits + noise)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
