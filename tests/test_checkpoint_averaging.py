@@ -146,3 +146,20 @@ def test_bad_arguments_are_value_errors(kwargs, match):
 def test_average_before_any_snapshot_is_a_value_error():
     with pytest.raises(ValueError, match=r"`averaged_weights` needs at least one snapshot"):
         CheckpointAveraging().averaged_weights()
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import keras_transformer_layers as ktl
+
+    tests = doctest.DocTestFinder(recurse=False).find(
+        CheckpointAveraging,
+        "CheckpointAveraging",
+        globs={"np": np, "keras": keras, "keras_transformer_layers": ktl},
+    )
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).attempted > 0
+    assert runner.summarize(verbose=False).failed == 0
