@@ -232,3 +232,21 @@ def test_tied_model_exports_its_generation(all_tied, tmp_path):
         generator, tmp_path / "g.tflite", batch_size=2, input_len=5, sample_inputs=SOURCE
     )
     assert tflite["token_agreement"] == 1.0
+
+
+def test_mixed_precision_logits_are_float32_and_match(all_tied):
+    weights = all_tied.get_weights()
+    try:
+        keras.config.set_dtype_policy("mixed_float16")
+        mixed = ktl.build_transformer(
+            VOCABULARY, VOCABULARY, dropout=0.0, tie_embeddings="all", **SIZES
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed.set_weights(weights)
+    logits = mixed({"encoder_inputs": SOURCE, "decoder_inputs": TARGET})
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    real = TARGET != 0
+    np.testing.assert_allclose(
+        _numpy(logits)[real], full_logits(all_tied, SOURCE, TARGET)[real], atol=1e-2
+    )
