@@ -48,7 +48,10 @@ class TiedLogits(keras.layers.Layer):
     >>> x = embedding(np.array([[4, 7]]))
     >>> tuple(logits_layer(x).shape)
     (1, 2, 50)
-    >>> len(logits_layer.trainable_weights)  # the bias; the table is the embedding's
+    >>> tuple(logits_layer.bias.shape)
+    (50,)
+    >>> table = embedding.token_embedding.embeddings  # the same variable, listed once
+    >>> sum(w is table for w in logits_layer.weights)
     1
 
     Reference:
