@@ -18,6 +18,7 @@ from keras_transformer_layers.layers.encoder import TransformerEncoderBlock
 from keras_transformer_layers.layers.feed_forward import FeedForward
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.positional import PositionalEncoding
+from keras_transformer_layers.layers.tied_logits import TiedLogits
 from keras_transformer_layers.models.cached_decoding import CachedDecoding
 from keras_transformer_layers.models.transformer import Seq2SeqTransformer
 from keras_transformer_layers.models.transformer import build_transformer
@@ -50,6 +51,7 @@ __all__ = [
     "MultiHeadAttention",
     "PositionalEmbedding",
     "PositionalEncoding",
+    "TiedLogits",
     "TransformerDecoder",
     "TransformerDecoderBlock",
     "TransformerEncoder",

@@ -8,6 +8,7 @@ EXPECTED = {
     "MultiHeadAttention",
     "PositionalEmbedding",
     "PositionalEncoding",
+    "TiedLogits",
     "TransformerDecoder",
     "TransformerDecoderBlock",
     "TransformerEncoder",

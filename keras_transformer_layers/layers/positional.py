@@ -237,11 +237,16 @@ class PositionalEmbedding(keras.layers.Layer):
             "embeddings_initializer", embeddings_initializer
         )
         self.supports_masking = mask_zero
-        self.token_embedding = keras.layers.Embedding(
+        # A `ReversibleEmbedding` with tied weights holds the one `embeddings`
+        # matrix of a plain `Embedding`; `TiedLogits` projects back through
+        # it (section 3.4), int8-quantized or not, in float32.
+        self.token_embedding = keras.layers.ReversibleEmbedding(
             vocabulary_size,
             embedding_dim,
+            tie_weights=True,
             embeddings_initializer=self.embeddings_initializer,
             mask_zero=mask_zero,
+            reverse_dtype="float32",
             dtype=self.dtype_policy,
             name="token_embedding",
         )

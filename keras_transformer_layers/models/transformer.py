@@ -7,9 +7,12 @@ from keras_transformer_layers.layers.decoder import ENCODER_CONNECTIONS
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
+from keras_transformer_layers.layers.tied_logits import TiedLogits
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
+
+TIE_EMBEDDINGS = ("none", "decoder", "all")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -22,15 +25,27 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
     `TransformerEncoder`; target ids, shifted right by the caller (teacher
     forcing), go the same way into a `TransformerDecoder` that attends to the
     output of the last encoder block (section 3.1); a final `Dense` gives the
-    logits (the pre-softmax linear transformation; its weights are not tied to
-    the embeddings here). The defaults are the paper's base model (Table 3):
-    N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1.
+    logits (the pre-softmax linear transformation), unless `tie_embeddings`
+    shares the embedding matrix with it (section 3.4, see below). The
+    defaults are the paper's base model (Table 3): N=6, d_model=512, h=8,
+    d_ff=2048, P_drop=0.1.
+
+    Weight sharing (section 3.4): with `tie_embeddings="decoder"` the logits
+    are `TiedLogits`, the decoder's token table transposed plus a separate
+    output bias (one variable serves both, so the model has
+    `target_vocabulary_size * model_dim` fewer parameters). With `"all"`
+    (source and target share one vocabulary, so the two sizes must be equal)
+    the encoder also uses the decoder's embedding layer: `encoder_embedding`
+    and `decoder_embedding` are the same layer, one more
+    `vocabulary_size * model_dim` saved. The table is multiplied by
+    `sqrt(model_dim)` on the way in, not on the way out.
 
     The constructor builds the functional graph, so the model trains, saves
     and summarizes like any functional model; `get_config` holds the
     hyperparameters and `from_config` rebuilds the graph from them. The layers
-    are named `encoder_embedding`, `encoder_embedding_dropout`, `encoder`,
-    `decoder_embedding`, `decoder_embedding_dropout`, `decoder` and `logits`,
+    are named `encoder_embedding` (absent with `tie_embeddings="all"`),
+    `encoder_embedding_dropout`, `encoder`, `decoder_embedding`,
+    `decoder_embedding_dropout`, `decoder` and `logits`,
     and are also the attributes `encoder_embedding`, `encoder`,
     `decoder_embedding`, `decoder` and `logits_layer`.
 
@@ -67,6 +82,11 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             block attends to the output of the last encoder block) or
             `"layerwise"` (decoder block `i` attends to the output of encoder
             block `i`; see `TransformerDecoder`). Defaults to `"last"`.
+        tie_embeddings: `"none"` (separate matrices), `"decoder"` (the
+            logits reuse the decoder's token embedding) or `"all"` (the
+            encoder, the decoder and the logits share one matrix; requires
+            `source_vocabulary_size == target_vocabulary_size`). Section 3.4.
+            Defaults to `"none"`.
         name: string, the model name. Defaults to `"transformer"`.
         dtype: `None`, a dtype policy or its name, the policy of every layer
             but the logits (always float32). Defaults to `None`, the global
@@ -87,8 +107,9 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation`, `encoder_connection` or `dtype`,
-            or a `model_dim` not divisible by `num_heads`.
+            range (NaN and inf included), an unknown `activation`, `encoder_connection`,
+            `tie_embeddings` or `dtype`, a `model_dim` not divisible by
+            `num_heads`, or `tie_embeddings="all"` with different vocabulary sizes.
 
     Example:
 
@@ -125,6 +146,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         normalize_first=False,
         max_wavelength=10000,
         encoder_connection="last",
+        tie_embeddings="none",
         name="transformer",
         dtype=None,
         **kwargs,
@@ -143,6 +165,14 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             max_wavelength,
         )
         _validation.check_one_of("encoder_connection", encoder_connection, ENCODER_CONNECTIONS)
+        _validation.check_one_of("tie_embeddings", tie_embeddings, TIE_EMBEDDINGS)
+        if tie_embeddings == "all" and source_vocabulary_size != target_vocabulary_size:
+            raise ValueError(
+                '`tie_embeddings="all"` shares one vocabulary, so `source_vocabulary_size` '
+                "must equal `target_vocabulary_size`. Received: "
+                f"source_vocabulary_size={source_vocabulary_size!r}, "
+                f"target_vocabulary_size={target_vocabulary_size!r}"
+            )
         policy = layers_dtype_policy(dtype)
         stack_kwargs = {
             "num_layers": num_layers,
@@ -160,12 +190,13 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         # the same weights as before.
         encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
         decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
+        # The one embedding of a shared vocabulary is named for the decoder.
         encoder_embedding = PositionalEmbedding(
             source_vocabulary_size,
             model_dim,
             max_wavelength=max_wavelength,
             dtype=policy,
-            name="encoder_embedding",
+            name="decoder_embedding" if tie_embeddings == "all" else "encoder_embedding",
         )
         x = encoder_embedding(encoder_inputs)
         x = keras.layers.Dropout(dropout, dtype=policy, name="encoder_embedding_dropout")(x)
@@ -174,20 +205,28 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             **stack_kwargs, return_all_outputs=encoder_connection == "layerwise", name="encoder"
         )
         encoder_outputs = encoder(x)
-        decoder_embedding = PositionalEmbedding(
-            target_vocabulary_size,
-            model_dim,
-            max_wavelength=max_wavelength,
-            dtype=policy,
-            name="decoder_embedding",
-        )
+        if tie_embeddings == "all":
+            decoder_embedding = encoder_embedding
+        else:
+            decoder_embedding = PositionalEmbedding(
+                target_vocabulary_size,
+                model_dim,
+                max_wavelength=max_wavelength,
+                dtype=policy,
+                name="decoder_embedding",
+            )
         y = decoder_embedding(decoder_inputs)
         y = keras.layers.Dropout(dropout, dtype=policy, name="decoder_embedding_dropout")(y)
         decoder = TransformerDecoder(
             **stack_kwargs, encoder_connection=encoder_connection, name="decoder"
         )
         y = decoder(y, encoder_outputs)
-        logits_layer = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
+        if tie_embeddings == "none":
+            logits_layer = keras.layers.Dense(
+                target_vocabulary_size, dtype="float32", name="logits"
+            )
+        else:
+            logits_layer = TiedLogits(decoder_embedding, name="logits")
         logits = logits_layer(y)
         super().__init__(
             inputs={"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
@@ -216,6 +255,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         self.normalize_first = normalize_first
         self.max_wavelength = max_wavelength
         self.encoder_connection = encoder_connection
+        self.tie_embeddings = tie_embeddings
         self.layers_dtype_policy = policy
 
     def get_config(self):
@@ -235,6 +275,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
             "normalize_first": self.normalize_first,
             "max_wavelength": self.max_wavelength,
             "encoder_connection": self.encoder_connection,
+            "tie_embeddings": self.tie_embeddings,
         }
 
     @classmethod
@@ -255,6 +296,7 @@ def build_transformer(
     normalize_first=False,
     max_wavelength=10000,
     encoder_connection="last",
+    tie_embeddings="none",
     name="transformer",
 ):
     """Builds the encoder-decoder Transformer: a `Seq2SeqTransformer`.
@@ -265,7 +307,8 @@ def build_transformer(
     `TransformerEncoder`; target ids, shifted right by the caller (teacher
     forcing), go the same way into a `TransformerDecoder` that attends to the
     encoder output; a final `Dense` gives the logits (the pre-softmax linear
-    transformation; its weights are not tied to the embeddings here). The
+    transformation), or, with `tie_embeddings`, the transposed embedding
+    matrix plus a bias (section 3.4, see `Seq2SeqTransformer`). The
     defaults are the paper's base model (Table 3): N=6, d_model=512, h=8,
     d_ff=2048, P_drop=0.1.
 
@@ -301,6 +344,11 @@ def build_transformer(
             block attends to the output of the last encoder block) or
             `"layerwise"` (decoder block `i` attends to the output of encoder
             block `i`; see `TransformerDecoder`). Defaults to `"last"`.
+        tie_embeddings: `"none"` (separate matrices), `"decoder"` (the
+            logits reuse the decoder's token embedding) or `"all"` (the
+            encoder, the decoder and the logits share one matrix; requires
+            `source_vocabulary_size == target_vocabulary_size`). Section 3.4.
+            Defaults to `"none"`.
         name: string, the model name. Defaults to `"transformer"`.
 
     Returns:
@@ -312,9 +360,10 @@ def build_transformer(
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation` or
-            `encoder_connection`, or a
-            `model_dim` not divisible by `num_heads`.
+            range (NaN and inf included), an unknown `activation`,
+            `encoder_connection` or `tie_embeddings`, a `model_dim` not
+            divisible by `num_heads`, or `tie_embeddings="all"` with
+            different vocabulary sizes.
 
     Example:
 
@@ -329,7 +378,8 @@ def build_transformer(
     'Seq2SeqTransformer'
 
     Reference:
-        Vaswani et al., "Attention Is All You Need", 2017, Figure 1, Table 3.
+        Vaswani et al., "Attention Is All You Need", 2017, Figure 1, Table 3,
+        section 3.4.
     """
     return Seq2SeqTransformer(
         source_vocabulary_size,
@@ -344,5 +394,6 @@ def build_transformer(
         normalize_first=normalize_first,
         max_wavelength=max_wavelength,
         encoder_connection=encoder_connection,
+        tie_embeddings=tie_embeddings,
         name=name,
     )

@@ -5,9 +5,12 @@ import keras
 from keras_transformer_layers import _validation
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
+from keras_transformer_layers.layers.tied_logits import TiedLogits
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
+
+TIE_EMBEDDINGS = ("none", "decoder")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -20,7 +23,11 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
     3.4-3.5) and dropout (section 5.4) into a `TransformerDecoder` called
     without memory, whose blocks are masked (causal) self-attention and
     feed-forward only (section 3.2.3); a final `Dense` gives the logits of
-    the next token at every position.
+    the next token at every position. With `tie_embeddings="decoder"` the
+    logits are `TiedLogits` instead: the token embedding matrix transposed
+    plus a separate bias (section 3.4; one variable, `vocabulary_size *
+    model_dim` fewer parameters; the table is multiplied by `sqrt(model_dim)`
+    on the way in only).
 
     The constructor builds the functional graph, so the model trains, saves
     and summarizes like any functional model; `get_config` holds the
@@ -53,6 +60,9 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             Defaults to `False`.
         max_wavelength: finite positive number, sinusoid base. Defaults to
             `10000`.
+        tie_embeddings: `"none"` (a separate `Dense`) or `"decoder"` (the
+            logits reuse the token embedding matrix, section 3.4). Defaults
+            to `"none"`.
         name: string, the model name. Defaults to `"transformer_lm"`.
         dtype: `None`, a dtype policy or its name, the policy of every layer
             but the logits (always float32). Defaults to `None`, the global
@@ -71,8 +81,9 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation` or `dtype`,
-            or a `model_dim` not divisible by `num_heads`.
+            range (NaN and inf included), an unknown `activation`,
+            `tie_embeddings` or `dtype`, or a `model_dim` not divisible by
+            `num_heads`.
 
     Example:
 
@@ -103,6 +114,7 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
         layer_norm_epsilon=1e-6,
         normalize_first=False,
         max_wavelength=10000,
+        tie_embeddings="none",
         name="transformer_lm",
         dtype=None,
         **kwargs,
@@ -119,6 +131,7 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             normalize_first,
             max_wavelength,
         )
+        _validation.check_one_of("tie_embeddings", tie_embeddings, TIE_EMBEDDINGS)
         policy = layers_dtype_policy(dtype)
         # === Layers and functional graph ===
         # Created in graph order: layers draw seeds when created.
@@ -144,7 +157,10 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             name="decoder",
         )
         x = decoder(x)  # no memory: causal self-attention blocks only
-        logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+        if tie_embeddings == "none":
+            logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+        else:
+            logits_layer = TiedLogits(embedding, name="logits")
         logits = logits_layer(x)
         super().__init__(inputs=token_ids, outputs=logits, name=name, **kwargs)
 
@@ -166,6 +182,7 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.max_wavelength = max_wavelength
+        self.tie_embeddings = tie_embeddings
         self.layers_dtype_policy = policy
 
     def get_config(self):
@@ -183,6 +200,7 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "normalize_first": self.normalize_first,
             "max_wavelength": self.max_wavelength,
+            "tie_embeddings": self.tie_embeddings,
         }
 
     @classmethod
@@ -201,6 +219,7 @@ def build_transformer_lm(
     layer_norm_epsilon=1e-6,
     normalize_first=False,
     max_wavelength=10000,
+    tie_embeddings="none",
     name="transformer_lm",
 ):
     """Builds a decoder-only Transformer language model: a `TransformerLM`.
@@ -209,7 +228,9 @@ def build_transformer_lm(
     `sqrt(model_dim)` plus the sinusoid, sections 3.4-3.5 of Vaswani et al.,
     2017) and dropout into a causal `TransformerDecoder` without memory (the
     decoder of Figure 1 without encoder-decoder attention, section 3.2.3),
-    then a float32 `Dense` gives the next-token logits. Id 0 is padding. The
+    then a float32 `Dense` gives the next-token logits (or, with
+    `tie_embeddings="decoder"`, the transposed embedding matrix plus a bias,
+    section 3.4; see `TransformerLM`). Id 0 is padding. The
     model has the decoding interface, so a generator continues prompts with
     it (cached, one decoder step per new token).
 
@@ -227,6 +248,9 @@ def build_transformer_lm(
             Defaults to `False`.
         max_wavelength: finite positive number, sinusoid base. Defaults to
             `10000`.
+        tie_embeddings: `"none"` (a separate `Dense`) or `"decoder"` (the
+            logits reuse the token embedding matrix, section 3.4). Defaults
+            to `"none"`.
         name: string, the model name. Defaults to `"transformer_lm"`.
 
     Returns:
@@ -235,8 +259,8 @@ def build_transformer_lm(
 
     Raises:
         ValueError: for an argument that is not an int, float or bool in
-            range (NaN and inf included), an unknown `activation`, or a
-            `model_dim` not divisible by `num_heads`.
+            range (NaN and inf included), an unknown `activation` or
+            `tie_embeddings`, or a `model_dim` not divisible by `num_heads`.
 
     Example:
 
@@ -262,5 +286,6 @@ def build_transformer_lm(
         layer_norm_epsilon=layer_norm_epsilon,
         normalize_first=normalize_first,
         max_wavelength=max_wavelength,
+        tie_embeddings=tie_embeddings,
         name=name,
     )

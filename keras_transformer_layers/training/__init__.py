@@ -1,5 +1,6 @@
-"""The paper's training recipe: warm-up schedule, Adam, masked loss and accuracy."""
+"""The paper's training recipe: warm-up schedule, Adam, masked loss and accuracy, averaging."""
 
+from keras_transformer_layers.training.averaging import CheckpointAveraging
 from keras_transformer_layers.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training.metrics import MaskedAccuracy
 from keras_transformer_layers.training.schedule import TransformerSchedule
