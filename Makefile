@@ -49,11 +49,12 @@ test-jax: $(JAX_STAMP) ## The backend-neutral test files on JAX, without TensorF
 
 # A fresh virtual environment gets the wheel alone (no extras); the check runs
 # from $(WHEEL_DIR) so that it imports the installed copy, not the source tree.
+# --no-compile: byte-compiling all of TensorFlow would double the install time.
 test-wheel: $(STAMP) ## Build wheel and sdist, install the wheel without extras, check it.
 	rm -rf $(WHEEL_DIR)
 	$(PY) -m build --outdir $(WHEEL_DIR)/dist . > /dev/null
 	$(PYTHON) -m venv $(WHEEL_DIR)/venv
-	$(WHEEL_DIR)/venv/bin/python -m pip install --quiet $(WHEEL_DIR)/dist/*.whl
+	$(WHEEL_DIR)/venv/bin/python -m pip install --quiet --no-compile $(WHEEL_DIR)/dist/*.whl
 	cd $(WHEEL_DIR) && venv/bin/python $(CURDIR)/tests/check_wheel.py dist
 
 lint: $(STAMP) ## ruff check and ruff format --check over the whole tree.
