@@ -1,4 +1,5 @@
 # `make demo` and `make test` bootstrap everything from python3 alone.
+# `make help` lists the targets.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,38 +8,51 @@ STAMP := $(VENV)/.installed-stamp
 JAX_VENV := .venv-jax
 JAX_PY := $(JAX_VENV)/bin/python
 JAX_STAMP := $(JAX_VENV)/.installed-stamp
+# `make test-wheel` builds and installs the wheel here (gitignored, remade each run).
+WHEEL_DIR := build/wheel-test
+# Every dependency of the three environments, downloaded once: .venv, .venv-jax and the
+# wheel test install from here, without the network (pip does not cache downloads here).
+WHEELHOUSE := build/wheelhouse
+WHEELHOUSE_STAMP := $(WHEELHOUSE)/.downloaded-stamp
+LOCAL_PIP := --quiet --no-index --find-links $(WHEELHOUSE)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install demo test test-tensorflow test-jax docs benchmarks clean
+.PHONY: help install demo test test-tensorflow test-jax test-wheel lint docs benchmarks clean
 
-install: $(STAMP)
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 18
 
-$(STAMP): pyproject.toml
+install: $(STAMP) ## Create .venv with the package (editable) and every extra the tests need.
+
+# The build backend is downloaded too: editable installs build the package.
+$(WHEELHOUSE_STAMP): pyproject.toml
+	$(PYTHON) -m pip download --quiet --dest $(WHEELHOUSE) ".[dev,jax]" "setuptools>=77" wheel
+	touch $(WHEELHOUSE_STAMP)
+
+$(STAMP): $(WHEELHOUSE_STAMP)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install $(LOCAL_PIP) -e ".[dev]"
 	touch $(STAMP)
 
 # --no-deps keeps TensorFlow out: the JAX run also proves the import needs none.
-$(JAX_STAMP): pyproject.toml
+$(JAX_STAMP): $(WHEELHOUSE_STAMP)
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_PY) -m pip install --quiet --upgrade pip
-	$(JAX_PY) -m pip install --quiet --no-deps -e .
-	$(JAX_PY) -m pip install --quiet "keras>=3.15,<4" numpy "jax[cpu]" "pytest>=8" "pytest-xdist>=3"
+	$(JAX_PY) -m pip install $(LOCAL_PIP) --no-deps -e .
+	$(JAX_PY) -m pip install $(LOCAL_PIP) "keras>=3.15,<4" numpy "jax[cpu]" "pytest>=8" "pytest-xdist>=3"
 	touch $(JAX_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) ## Train and export the date-translation demo into artifacts/ (DEMO_ARGS=--verbose for bars).
 	$(PY) examples/demo.py --output-dir artifacts $(DEMO_ARGS)
 
-test: test-tensorflow test-jax docs
+test: lint docs test-tensorflow test-jax test-wheel ## Lint, the docs site, the suite on TensorFlow and on JAX, the wheel.
 
-test-tensorflow: $(STAMP)
+test-tensorflow: $(STAMP) ## The test suite on TensorFlow, two workers.
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The backend-neutral test files (`pytestmark = pytest.mark.backend_neutral`)
 # on JAX; pytest exits 5, a failure, if it selects no test at all.
-test-jax: $(JAX_STAMP)
+test-jax: $(JAX_STAMP) ## The backend-neutral test files on JAX, without TensorFlow.
 	KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist loadfile -m backend_neutral
 
 # The HTML site (docs/ pages and the API reference from the docstrings) in site/;
@@ -46,5 +60,27 @@ test-jax: $(JAX_STAMP)
 docs: $(STAMP) ## Build the HTML site (docs/ pages and the API reference) into site/, strictly.
 	$(PY) -m mkdocs build --strict --quiet
 
-clean:
-	rm -rf $(VENV) $(JAX_VENV) artifacts site
+# A fresh virtual environment gets the wheel alone (no extras); the check runs
+# from $(WHEEL_DIR) so that it imports the installed copy, not the source tree.
+# --no-compile: byte-compiling all of TensorFlow would double the install time.
+test-wheel: $(STAMP) ## Build wheel and sdist, install the wheel without extras, check it.
+	rm -rf $(WHEEL_DIR)
+	$(PY) -m build --outdir $(WHEEL_DIR)/dist . > /dev/null
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install $(LOCAL_PIP) --no-compile $(WHEEL_DIR)/dist/*.whl
+	cd $(WHEEL_DIR) && venv/bin/python $(CURDIR)/tests/check_wheel.py dist
+
+lint: $(STAMP) ## ruff check and ruff format --check over the whole tree.
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+benchmarks: $(STAMP) ## Run benchmarks/*.py once with small settings (a smoke run, not figures).
+	$(PY) benchmarks/decode.py --repeats 1 --batch-sizes 1
+	$(PY) benchmarks/export.py --vocabulary-size 64 --model-dim 16 --num-heads 2 \
+		--intermediate-dim 32 --num-layers 1 --source-length 8 --target-length 8 \
+		--warmup 1 --runs 2
+	$(PY) benchmarks/train.py --rounds 1 --warmup 1 --batch 2 --length 8 --no-memory \
+		--jit off
+
+clean: ## Remove the environments, build outputs and demo artifacts.
+	rm -rf $(VENV) $(JAX_VENV) artifacts site build dist *.egg-info

@@ -232,7 +232,7 @@ def main():
         rows.append((batch_size, results))
 
     names = list(variants)
-    print("\nms per decoding step, one new token per row (best of %d runs)" % args.repeats)
+    print(f"\nms per decoding step, one new token per row (best of {args.repeats} runs)")
     print("| batch | " + " | ".join(names) + " | recompute / cached jit | "
           "keras-hub best / cached jit |")
     print("|---" * (len(names) + 3) + "|")

@@ -230,7 +230,7 @@ def time_models(names, cfg, jit, rounds, warmup):
     load from other processes on the machine hits all models alike."""
     batches = make_batches(cfg)
     models = {name: compiled_model(name, cfg, jit) for name in names}
-    for name, model in models.items():
+    for model in models.values():
         for i in range(warmup):
             model.train_on_batch(*batches[i % 2])
     samples = {name: [] for name in names}
@@ -239,7 +239,7 @@ def time_models(names, cfg, jit, rounds, warmup):
             samples[name].append(timed_step(models[name], batches[i % 2]))
     results = []
     for name in names:
-        wall, cpu, loss = zip(*samples[name])
+        wall, cpu, loss = zip(*samples[name], strict=True)
         results.append({
             "model": name, "jit": jit, "params": models[name].count_params(),
             "wall_s": float(np.min(wall)), "cpu_s": float(np.median(cpu)), "loss": loss[-1],

@@ -150,7 +150,7 @@ def check_static_shape(name, shape, expected, layout):
     """
     shape = tuple(shape)
     matches = len(shape) == len(expected) and all(
-        got is None or want is None or got == want for got, want in zip(shape, expected)
+        got is None or want is None or got == want for got, want in zip(shape, expected, strict=True)
     )
     if not matches:
         expected_text = "(" + ", ".join("?" if d is None else str(d) for d in expected) + ")"

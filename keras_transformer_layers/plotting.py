@@ -1,6 +1,6 @@
 """Pictures of attention heads and positional encodings (matplotlib).
 
-Needs the optional extra: `pip install -e ".[plot]"` (from the repository root).
+Needs the optional extra: `pip install ".[plot]"` (from the repository root).
 The helpers draw on a private `matplotlib.figure.Figure` with the Agg canvas,
 so they never touch pyplot's global state or need a display.
 """
@@ -19,7 +19,7 @@ def _figure(width, height):
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
             "Plotting needs matplotlib. Install the extra from the repository "
-            'root: pip install -e ".[plot]"'
+            'root: pip install ".[plot]"'
         ) from error
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)

@@ -166,7 +166,7 @@ def decoder_stack(
     The paper (section 3.1) passes the last encoder output N times; the
     layer-wise connection passes encoder block i's output to decoder block i.
     """
-    for params, memory in zip(blocks, memories):
+    for params, memory in zip(blocks, memories, strict=True):
         y = decoder_block(y, memory, params, mask, memory_mask, epsilon, normalize_first)
     if final_norm is not None:
         y = layer_norm(y, *final_norm, epsilon)

@@ -105,7 +105,7 @@ def test_lora_on_a_transformer_changes_the_output_and_keeps_the_base_kernels():
     model.train_on_batch(batch, labels)
     after = _numpy(model(batch))
     assert np.abs(after - before).max() > 1e-3
-    for weight, value in zip(model.non_trainable_weights, frozen):
+    for weight, value in zip(model.non_trainable_weights, frozen, strict=True):
         np.testing.assert_array_equal(_numpy(weight), value)
 
 

@@ -256,6 +256,7 @@ def test_broadcast_masks_under_xla_match_eager():
         for got, want in zip(
             compiled(query, value, mask),
             layer(query, value, attention_mask=mask, return_attention_scores=True),
+            strict=True,
         ):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
 

@@ -58,7 +58,7 @@ def test_short_dates_training_reaches_exact_match(tmp_path):
     source_ids = source_tokenizer(tf.constant([s for s, _ in pairs])).numpy()
     output_ids = Generator(model, max_length=11).generate(source_ids)
     predictions = target_tokenizer.detokenize(output_ids).numpy()
-    exact = np.mean([p == t for p, (_, t) in zip(predictions, pairs)])
+    exact = np.mean([p == t for p, (_, t) in zip(predictions, pairs, strict=True)])
     elapsed = time.monotonic() - start
     print(f"dates: exact match {exact:.3f} on 200 test dates in {elapsed:.0f} s")
     # Measured 0.955 (about 70 s on 2 CPU cores); the bar leaves room for

@@ -70,7 +70,7 @@ def test_stacks_match_the_numpy_reference(normalize_first, connection):
             _final_norm(encoder),
         )
         real = source_mask[example]
-        for got, expected in zip(memories, expected_memories):
+        for got, expected in zip(memories, expected_memories, strict=True):
             np.testing.assert_allclose(_numpy(got)[example][real], expected[real], atol=1e-4)
         fed = expected_memories if connection == "layerwise" else [expected_memories[-1]] * 2
         expected = ref.decoder_stack(

@@ -273,7 +273,7 @@ def without_litert(monkeypatch):
 
 
 def test_missing_litert_fails_before_writing(tmp_path, without_litert):
-    install = re.escape('Install it with `pip install -e ".[litert]"`')
+    install = re.escape('Install it from the repository root with `pip install ".[litert]"`')
     with pytest.raises(ModuleNotFoundError, match=r"`export_tflite` needs .*ai-edge-litert.*" + install):
         export.export_tflite(small_model(1), tmp_path / "m.tflite")
     assert os.listdir(tmp_path) == []
@@ -300,7 +300,7 @@ def one_line_error(capsys):
 def test_cli_without_litert_exits_2_before_writing(tmp_path, keras_file, capsys, without_litert):
     for flags in (["--tflite"], ["--quantize", "float16"]):
         assert cli.main([str(keras_file), str(tmp_path / "out"), *flags]) == 2
-        assert 'pip install -e ".[litert]"' in one_line_error(capsys)
+        assert 'from the repository root with `pip install ".[litert]"`' in one_line_error(capsys)
         assert os.listdir(tmp_path) == []
 
 

@@ -188,7 +188,7 @@ def test_lm_saved_models_generate_in_a_fresh_process(lm_generators, tmp_path):
         assert report["token_agreement"] == 1.0
         runs.append((report["path"], "prompt_ids", PROMPTS.tolist()))
     results = _fresh_process_generate(runs, tmp_path)
-    for name, outputs in zip(generators, results):
+    for name, outputs in zip(generators, results, strict=True):
         token_ids, scores = expected[name]
         np.testing.assert_array_equal(outputs["token_ids"], token_ids, err_msg=name)
         np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4, err_msg=name)

@@ -296,7 +296,7 @@ def test_positional_encoding_rejects_ints_ranks_and_bad_start_index(mode):
         run_in(mode, layer, floats(3, 4))
     for start in [-1, 1.0, True]:
         with pytest.raises(ValueError, match=received("start_index", start)):
-            run_in(mode, lambda x: layer(x, start_index=start), floats(1, 3, 4))
+            run_in(mode, lambda x, start=start: layer(x, start_index=start), floats(1, 3, 4))
 
 
 @pytest.mark.parametrize("mode", MODES)

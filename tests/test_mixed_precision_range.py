@@ -53,7 +53,7 @@ def _outputs_and_gradients(block, inputs, call, jit_compile=False):
         variables = block.trainable_variables
 
         def forward(tensors, values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 outputs = keras.ops.cast(call(block, *tensors), "float32")
             return keras.ops.sum(outputs * weights), outputs
 
@@ -115,7 +115,7 @@ def test_encoder_block_at_large_inputs_is_finite_and_close_to_float32(policy, sc
     # The input gradient, then all weight gradients together (some are zero
     # in exact arithmetic, e.g. the key bias, so only their sum is relative).
     input_error = _norm([gradients[0] - expected_gradients[0]]) / _norm(expected_gradients[:1])
-    weight_error = _norm([g - e for g, e in zip(gradients[1:], expected_gradients[1:])]) / _norm(
+    weight_error = _norm([g - e for g, e in zip(gradients[1:], expected_gradients[1:], strict=True)]) / _norm(
         expected_gradients[1:]
     )
     assert input_error <= GRADIENT_TOLERANCE * u

@@ -266,7 +266,7 @@ def test_a_seeded_seq2seq_starts_from_the_weights_of_the_functional_model_before
     keras.utils.set_random_seed(7)
     model = ktl.build_transformer(20, 24, **SMALL)
     assert len(model.weights) == len(before.weights)
-    for new, old in zip(model.weights, before.weights):
+    for new, old in zip(model.weights, before.weights, strict=True):
         np.testing.assert_array_equal(_numpy(new), _numpy(old), err_msg=new.path)
 
 

@@ -11,7 +11,7 @@ TARGET = TextTokenizer(vocabulary=["x", "y", "z"])
 
 
 def _pairs(pairs):
-    sources, targets = zip(*pairs)
+    sources, targets = zip(*pairs, strict=True)
     return tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
 
 

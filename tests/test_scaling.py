@@ -209,7 +209,7 @@ def test_mirrored_strategy_on_two_devices_gives_the_one_device_loss_curve(tmp_pa
     # Each replica takes half of every global batch of 64; the all-reduced
     # gradients equal the one-device gradients up to float32 summation order.
     np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
-    for two, one in zip(two_weights, one_weights):
+    for two, one in zip(two_weights, one_weights, strict=True):
         np.testing.assert_allclose(two, one, atol=1e-5)
 
 
@@ -255,7 +255,7 @@ def test_multi_worker_mirrored_strategy_trains_and_the_chief_saves(tmp_path):
             if worker.poll() is None:
                 worker.kill()
                 worker.communicate()
-    for worker, out in zip(workers, outputs):
+    for worker, out in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, out[-3000:]
     final = [line for out in outputs for line in out.splitlines() if line.startswith("replicas:")]
     # Both workers ran one synchronous job of two replicas and saw the same loss.

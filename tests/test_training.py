@@ -156,12 +156,12 @@ def test_keras_file_round_trip_with_optimizer_and_schedule(tmp_path):
     assert int(restored.optimizer.iterations) == 2
     assert isinstance(restored.loss, MaskedSparseCategoricalCrossentropy)
     assert restored.loss.label_smoothing == 0.2
-    for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
+    for a, b in zip(model.optimizer.variables, restored.optimizer.variables, strict=True):
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-7)
     # Training continues identically from the saved state.
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     restored.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    for a, b in zip(model.get_weights(), restored.get_weights()):
+    for a, b in zip(model.get_weights(), restored.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 

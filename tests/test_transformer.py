@@ -95,7 +95,7 @@ def test_reversal_task_is_learned_to_99_percent_token_accuracy():
 
 def test_reversal_data_is_shifted_for_teacher_forcing():
     inputs, target = reversal_arrays(5, min_length=2, max_length=4, seed=1)
-    for source, decoder_inputs, target_out in zip(inputs["encoder_inputs"], inputs["decoder_inputs"], target):
+    for source, decoder_inputs, target_out in zip(inputs["encoder_inputs"], inputs["decoder_inputs"], target, strict=True):
         tokens = source[source != 0]
         np.testing.assert_array_equal(decoder_inputs[: len(tokens) + 1], [START_ID, *tokens[::-1]])
         np.testing.assert_array_equal(target_out[: len(tokens) + 1], [*tokens[::-1], END_ID])

@@ -11,7 +11,7 @@ try:
 except ImportError as error:
     raise ModuleNotFoundError(
         "`keras_transformer_layers.data` needs tensorflow-datasets. Install the "
-        'extra from the repository root: pip install -e ".[data]"',
+        'extra from the repository root: pip install ".[data]"',
         name="tensorflow_datasets",
     ) from error
 
@@ -26,3 +26,17 @@ from keras_transformer_layers.data.tokenizer import PADDING_ID
 from keras_transformer_layers.data.tokenizer import START_ID
 from keras_transformer_layers.data.tokenizer import TextTokenizer
 from keras_transformer_layers.data.tokenizer import build_vocabulary
+
+__all__ = [
+    "END_ID",
+    "OOV_ID",
+    "PADDING_ID",
+    "START_ID",
+    "SpaEng",
+    "SyntheticTranslation",
+    "SyntheticTranslationConfig",
+    "TextTokenizer",
+    "build_vocabulary",
+    "load_ted_hrlr",
+    "make_translation_dataset",
+]

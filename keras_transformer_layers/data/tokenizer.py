@@ -353,7 +353,7 @@ class TextTokenizer(keras.layers.Layer):
         tokens = split_text(tf.constant(list(vocabulary)), split=split, lowercase=lowercase)
         never = [
             entry
-            for entry, row in zip(vocabulary, tokens.to_list())
+            for entry, row in zip(vocabulary, tokens.to_list(), strict=True)
             if row != [entry.encode("utf-8")]
         ]
         if never:

@@ -125,7 +125,8 @@ def main(argv=None):
         except ModuleNotFoundError:
             return _fail(
                 "--tflite and --quantize need the optional package ai-edge-litert; "
-                f"nothing was written. Install it with `{_io.LITERT_INSTALL}`, "
+                "nothing was written. Install it from the repository root "
+                f"with `{_io.LITERT_INSTALL}`, "
                 "or run without --tflite/--quantize."
             )
     try:

@@ -67,7 +67,7 @@ def check_output_path(name, path, overwrite, suffix=None):
 
 STAGING_PREFIX = ".ktl-export-"
 # From the repository root: the `litert` extra of pyproject.toml.
-LITERT_INSTALL = 'pip install -e ".[litert]"'
+LITERT_INSTALL = 'pip install ".[litert]"'
 
 # Staging folders of this process that are still being written or committed.
 _active_staging = set()
@@ -89,7 +89,7 @@ def require_litert(caller):
         raise ModuleNotFoundError(
             f"`{caller}` needs the optional package ai-edge-litert (the LiteRT "
             f"runtime, to read and check `.tflite` files); nothing was "
-            f"written. Install it with `{LITERT_INSTALL}`.",
+            f"written. Install it from the repository root with `{LITERT_INSTALL}`.",
             name="ai_edge_litert",
         ) from error
 

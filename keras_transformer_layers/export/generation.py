@@ -250,7 +250,7 @@ def _step_functions(generator, batch_size, source_len):
         )
         state = {
             state_spec.name: tf.cast(value, tf.bool) if state_spec.name in boolean_state else value
-            for state_spec, value in zip(state_specs, state_values)
+            for state_spec, value in zip(state_specs, state_values, strict=True)
         }
         logits, self_attention_cache = model.call_decoder_with_cache(
             token_ids, _checked_index(index, max_length), self_attention_cache, state

@@ -152,11 +152,11 @@ def forward_function(model):
     def forward(*flat_inputs):
         flat_inputs = [
             check_token_ids(spec.name, x, *limits[spec.name]) if spec.name in limits else x
-            for spec, x in zip(specs, flat_inputs)
+            for spec, x in zip(specs, flat_inputs, strict=True)
         ]
         inputs = keras.tree.pack_sequence_as(structure, list(flat_inputs))
         outputs = keras.tree.flatten(model(inputs, training=False))
-        return dict(zip(names, outputs))
+        return dict(zip(names, outputs, strict=True))
 
     return forward, specs
 

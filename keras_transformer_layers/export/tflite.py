@@ -101,7 +101,7 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
 
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed (checked
-            before anything is written; `pip install -e ".[litert]"`).
+            before anything is written; `pip install ".[litert]"`).
         ValueError: a bad argument, or a model that does not compute in
             float32.
         OSError: the file cannot be written (`path` is left as it was).

@@ -77,7 +77,7 @@ def _pair_outputs(reference, exported):
         # LiteRT names outputs output_0, output_1, ... in the Keras order.
         return [
             (reference[a], exported[b])
-            for a, b in zip(reference, sorted(exported))
+            for a, b in zip(reference, sorted(exported), strict=True)
         ]
     raise ValueError(
         "The exported outputs do not match the model outputs. "

@@ -40,7 +40,7 @@ def compile_generation(function, variables, jit_compile):
         import jax
 
         def stateless(values, inputs, seed):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 return function(inputs, seed)
 
         compiled = jax.jit(stateless)

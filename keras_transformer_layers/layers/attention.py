@@ -287,7 +287,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         shape = tuple(attention_mask.shape)
         matches = len(shape) in expected and all(
             got is None or want is None or got in (1, want)
-            for got, want in zip(shape, expected[len(shape)])
+            for got, want in zip(shape, expected[len(shape)], strict=True)
         )
         if not matches:
             raise ValueError(
@@ -387,7 +387,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             shape = tuple(mask.shape)
             if len(shape) != 2 or not all(
                 got is None or want is None or got in (1, want)
-                for got, want in zip(shape, expected)
+                for got, want in zip(shape, expected, strict=True)
             ):
                 raise ValueError(
                     f"`{name}` must have shape (batch, seq_len) = {expected}, "

@@ -564,7 +564,7 @@ class TransformerDecoder(TransformerStackBase):
             self._encoder_outputs_per_block(encoder_outputs),
             self._encoder_masks_per_block(encoder_outputs_mask),
         )
-        for block_outputs, block_mask in zip(*per_block):
+        for block_outputs, block_mask in zip(*per_block, strict=True):
             _check_decoder_call(
                 self, decoder_inputs, block_outputs, decoder_inputs_mask, block_mask
             )
@@ -654,7 +654,7 @@ class TransformerDecoder(TransformerStackBase):
         return ops.stack(
             [
                 block.compute_cross_attention_cache(block_outputs)
-                for block, block_outputs in zip(self.blocks, per_block)
+                for block, block_outputs in zip(self.blocks, per_block, strict=True)
             ],
             axis=1,
         )  # (batch, layers, 2, source_len, heads, key_dim)

@@ -5,3 +5,10 @@ from keras_transformer_layers.training.losses import MaskedSparseCategoricalCros
 from keras_transformer_layers.training.metrics import MaskedAccuracy
 from keras_transformer_layers.training.schedule import TransformerSchedule
 from keras_transformer_layers.training.schedule import transformer_adam
+
+__all__ = [
+    "MaskedAccuracy",
+    "MaskedSparseCategoricalCrossentropy",
+    "TransformerSchedule",
+    "transformer_adam",
+]
