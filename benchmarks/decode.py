@@ -51,9 +51,7 @@ def recompute_function(model):
         )
 
         def body(step, tokens):
-            logits = model(
-                {"encoder_inputs": source_ids, "decoder_inputs": tokens[:, : step + 1]}
-            )
+            logits = model({"encoder_inputs": source_ids, "decoder_inputs": tokens[:, : step + 1]})
             next_token = greedy_token(logits[:, -1])
             tokens = tf.tensor_scatter_nd_update(
                 tokens,
@@ -152,9 +150,15 @@ def _copy_block_weights(block, theirs):
         layer = getattr(block, name, None)
         if layer is None:
             continue
-        hub_name = "self_attention_layer" if theirs.name.startswith("transformer_encoder") and name == "self_attention" else name
+        hub_name = (
+            "self_attention_layer"
+            if theirs.name.startswith("transformer_encoder") and name == "self_attention"
+            else name
+        )
         for dense in ("query", "key", "value", "attention_output"):
-            sublayer = getattr(layer, f"{dense}_dense" if dense != "attention_output" else "output_dense")
+            sublayer = getattr(
+                layer, f"{dense}_dense" if dense != "attention_output" else "output_dense"
+            )
             ours[f"{hub_name}/{dense}/kernel"] = sublayer.kernel
             ours[f"{hub_name}/{dense}/bias"] = sublayer.bias
     for name, hub_name in [
@@ -202,8 +206,13 @@ def main():
 
     keras.utils.set_random_seed(0)
     model = ktl.build_transformer(
-        VOCABULARY, VOCABULARY, num_layers=NUM_LAYERS, model_dim=MODEL_DIM,
-        num_heads=NUM_HEADS, intermediate_dim=INTERMEDIATE_DIM, dropout=0.0,
+        VOCABULARY,
+        VOCABULARY,
+        num_layers=NUM_LAYERS,
+        model_dim=MODEL_DIM,
+        num_heads=NUM_HEADS,
+        intermediate_dim=INTERMEDIATE_DIM,
+        dropout=0.0,
     )
     settings = {"max_length": NEW_TOKENS, "end_id": None}
     cached = Generator(model, **settings)
@@ -233,8 +242,10 @@ def main():
 
     names = list(variants)
     print(f"\nms per decoding step, one new token per row (best of {args.repeats} runs)")
-    print("| batch | " + " | ".join(names) + " | recompute / cached jit | "
-          "keras-hub best / cached jit |")
+    print(
+        "| batch | " + " | ".join(names) + " | recompute / cached jit | "
+        "keras-hub best / cached jit |"
+    )
     print("|---" * (len(names) + 3) + "|")
     for batch_size, results in rows:
         best_hub = min(

@@ -86,12 +86,12 @@ def main():
     )
     rng = np.random.default_rng(0)
     inputs = {
-        "encoder_inputs": rng.integers(
-            1, args.vocabulary_size, (1, args.source_length)
-        ).astype("int32"),
-        "decoder_inputs": rng.integers(
-            1, args.vocabulary_size, (1, args.target_length)
-        ).astype("int32"),
+        "encoder_inputs": rng.integers(1, args.vocabulary_size, (1, args.source_length)).astype(
+            "int32"
+        ),
+        "decoder_inputs": rng.integers(1, args.vocabulary_size, (1, args.target_length)).astype(
+            "int32"
+        ),
     }
     print(
         f"model: {model.count_params():,} parameters, N={args.num_layers}, "
@@ -133,8 +133,7 @@ def main():
     print("|---|---|---|---|---|---|")
     for runtime, weights, threads, ms, diff in rows:
         print(
-            f"| {runtime} | {weights} | {threads} | {ms:.2f} | "
-            f"{saved_ms / ms:.2f}x | {diff:.1e} |"
+            f"| {runtime} | {weights} | {threads} | {ms:.2f} | {saved_ms / ms:.2f}x | {diff:.1e} |"
         )
     print()
     print("| file | bytes | vs float32 | max abs diff | argmax agreement |")

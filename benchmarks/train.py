@@ -86,16 +86,24 @@ def measure_matmul_peak(size=1024, seconds=3.0):
 def model_flops_per_step(cfg):
     """Training matmul FLOPs of one step (3x the forward pass)."""
     b, s, t, d, f, v = (
-        cfg["batch"], cfg["source_len"], cfg["target_len"], cfg["model_dim"],
-        cfg["intermediate_dim"], cfg["vocab"],
+        cfg["batch"],
+        cfg["source_len"],
+        cfg["target_len"],
+        cfg["model_dim"],
+        cfg["intermediate_dim"],
+        cfg["vocab"],
     )
     n = cfg["num_layers"]
     mm = lambda m, k, n_: 2 * m * k * n_  # noqa: E731
     encoder = n * (4 * mm(s, d, d) + 2 * mm(s, s, d) + mm(s, d, f) + mm(s, f, d))
     decoder = n * (
-        4 * mm(t, d, d) + 2 * mm(t, t, d)  # causal self-attention, full scores
-        + 2 * mm(t, d, d) + 2 * mm(s, d, d) + 2 * mm(t, s, d)  # cross-attention
-        + mm(t, d, f) + mm(t, f, d)
+        4 * mm(t, d, d)
+        + 2 * mm(t, t, d)  # causal self-attention, full scores
+        + 2 * mm(t, d, d)
+        + 2 * mm(s, d, d)
+        + 2 * mm(t, s, d)  # cross-attention
+        + mm(t, d, f)
+        + mm(t, f, d)
     )
     logits = mm(t, d, v)
     return 3 * b * (encoder + decoder + logits)
@@ -127,8 +135,13 @@ def ops_cast(value, dtype):
 
 def build_reference(cfg):
     """The tutorial post-norm Transformer from stock Keras layers."""
-    d, h, f, p, n = (cfg["model_dim"], cfg["num_heads"], cfg["intermediate_dim"],
-                     cfg["dropout"], cfg["num_layers"])
+    d, h, f, p, n = (
+        cfg["model_dim"],
+        cfg["num_heads"],
+        cfg["intermediate_dim"],
+        cfg["dropout"],
+        cfg["num_layers"],
+    )
     L = keras.layers
 
     def add_norm(x, sub):
@@ -155,8 +168,13 @@ def build_reference(cfg):
 def build_keras_hub(cfg):
     import keras_hub
 
-    d, h, f, p, n = (cfg["model_dim"], cfg["num_heads"], cfg["intermediate_dim"],
-                     cfg["dropout"], cfg["num_layers"])
+    d, h, f, p, n = (
+        cfg["model_dim"],
+        cfg["num_heads"],
+        cfg["intermediate_dim"],
+        cfg["dropout"],
+        cfg["num_layers"],
+    )
     src = keras.Input((None,), dtype="int32", name="encoder_inputs")
     tgt = keras.Input((None,), dtype="int32", name="decoder_inputs")
     x = keras.layers.Dropout(p)(SinusoidEmbedding(cfg["vocab"], d)(src))
@@ -171,8 +189,12 @@ def build_keras_hub(cfg):
 
 def build_ours(cfg):
     return ktl.build_transformer(
-        cfg["vocab"], cfg["vocab"], num_layers=cfg["num_layers"], model_dim=cfg["model_dim"],
-        num_heads=cfg["num_heads"], intermediate_dim=cfg["intermediate_dim"],
+        cfg["vocab"],
+        cfg["vocab"],
+        num_layers=cfg["num_layers"],
+        model_dim=cfg["model_dim"],
+        num_heads=cfg["num_heads"],
+        intermediate_dim=cfg["intermediate_dim"],
         dropout=cfg["dropout"],
     )
 
@@ -240,10 +262,16 @@ def time_models(names, cfg, jit, rounds, warmup):
     results = []
     for name in names:
         wall, cpu, loss = zip(*samples[name], strict=True)
-        results.append({
-            "model": name, "jit": jit, "params": models[name].count_params(),
-            "wall_s": float(np.min(wall)), "cpu_s": float(np.median(cpu)), "loss": loss[-1],
-        })
+        results.append(
+            {
+                "model": name,
+                "jit": jit,
+                "params": models[name].count_params(),
+                "wall_s": float(np.min(wall)),
+                "cpu_s": float(np.median(cpu)),
+                "loss": loss[-1],
+            }
+        )
     return results
 
 
@@ -257,9 +285,20 @@ def memory_probe(name, cfg, jit, warmup):
 
 
 def probe_in_subprocess(name, jit, args):
-    command = [sys.executable, os.path.abspath(__file__), "--probe-memory", name,
-               "--jit", "on" if jit else "off", "--batch", str(args.batch),
-               "--length", str(args.length), "--dtype-policy", args.dtype_policy]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--probe-memory",
+        name,
+        "--jit",
+        "on" if jit else "off",
+        "--batch",
+        str(args.batch),
+        "--length",
+        str(args.length),
+        "--dtype-policy",
+        args.dtype_policy,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -275,15 +314,24 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS probes")
     parser.add_argument("--probe-memory", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--dtype-policy", default="float32",
-                        choices=["float32", "mixed_float16", "mixed_bfloat16"],
-                        help="global Keras dtype policy of the models (the logits stay float32)")
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+        help="global Keras dtype policy of the models (the logits stay float32)",
+    )
     args = parser.parse_args(argv)
     keras.config.set_dtype_policy(args.dtype_policy)
     cfg = {
-        "vocab": 8000, "model_dim": 256, "num_heads": 8, "intermediate_dim": 1024,
-        "num_layers": 2, "batch": args.batch, "source_len": args.length,
-        "target_len": args.length, "dropout": 0.1,
+        "vocab": 8000,
+        "model_dim": 256,
+        "num_heads": 8,
+        "intermediate_dim": 1024,
+        "num_layers": 2,
+        "batch": args.batch,
+        "source_len": args.length,
+        "target_len": args.length,
+        "dropout": 0.1,
     }
     if args.probe_memory:
         return memory_probe(args.probe_memory, cfg, args.jit[0] == "on", 2)
@@ -296,10 +344,13 @@ def main(argv=None):
             models.remove("keras_hub")
     peak_wall, peak_cpu = measure_matmul_peak()
     flops = model_flops_per_step(cfg)
-    print(f"float32 matmul peak: {peak_wall:.1f} GFLOP/s wall, {peak_cpu:.1f} GFLOP per "
-          f"CPU-second; model FLOPs/step: {flops / 1e9:.1f} GFLOP; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; dtype policy "
-          f"{args.dtype_policy}; config: {cfg}", flush=True)
+    print(
+        f"float32 matmul peak: {peak_wall:.1f} GFLOP/s wall, {peak_cpu:.1f} GFLOP per "
+        f"CPU-second; model FLOPs/step: {flops / 1e9:.1f} GFLOP; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; dtype policy "
+        f"{args.dtype_policy}; config: {cfg}",
+        flush=True,
+    )
     tokens = cfg["batch"] * (cfg["source_len"] + cfg["target_len"])
     results = []
     for jit in args.jit:
@@ -312,22 +363,40 @@ def main(argv=None):
                 r["peak_rss_mb"] = probe_in_subprocess(r["model"], r["jit"], args)
             results.append(r)
             print(json.dumps(r), flush=True)
-    print("\n| model | jit | step (ms) | tokens/s | MFU | CPU s/step | tokens/CPU-s | MFU (CPU time) "
-          "| vs reference, tokens/s (tokens/CPU-s) | peak RSS (MB) |")
+    print(
+        "\n| model | jit | step (ms) | tokens/s | MFU | CPU s/step | tokens/CPU-s | MFU (CPU time) "
+        "| vs reference, tokens/s (tokens/CPU-s) | peak RSS (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ref = [q for q in results if q["model"] == "reference" and q["jit"] == r["jit"]]
-        ratio = (f"{r['tokens_per_s'] / ref[0]['tokens_per_s']:.2f}x "
-                 f"({r['tokens_per_cpu_s'] / ref[0]['tokens_per_cpu_s']:.2f}x)") if ref else "-"
-        print(f"| {r['model']} | {'on' if r['jit'] else 'off'} | {r['wall_s'] * 1e3:.0f} | "
-              f"{r['tokens_per_s']:.0f} | {100 * r['mfu']:.1f}% | {r['cpu_s']:.2f} | "
-              f"{r['tokens_per_cpu_s']:.0f} | {100 * r['mfu_cpu']:.1f}% | {ratio} | "
-              f"{r.get('peak_rss_mb', float('nan')):.0f} |")
+        ratio = (
+            (
+                f"{r['tokens_per_s'] / ref[0]['tokens_per_s']:.2f}x "
+                f"({r['tokens_per_cpu_s'] / ref[0]['tokens_per_cpu_s']:.2f}x)"
+            )
+            if ref
+            else "-"
+        )
+        print(
+            f"| {r['model']} | {'on' if r['jit'] else 'off'} | {r['wall_s'] * 1e3:.0f} | "
+            f"{r['tokens_per_s']:.0f} | {100 * r['mfu']:.1f}% | {r['cpu_s']:.2f} | "
+            f"{r['tokens_per_cpu_s']:.0f} | {100 * r['mfu_cpu']:.1f}% | {ratio} | "
+            f"{r.get('peak_rss_mb', float('nan')):.0f} |"
+        )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"peak_gflops_wall": peak_wall, "peak_gflops_per_cpu_s": peak_cpu,
-                       "dtype_policy": args.dtype_policy,
-                       "config": cfg, "results": results}, fh, indent=1)
+            json.dump(
+                {
+                    "peak_gflops_wall": peak_wall,
+                    "peak_gflops_per_cpu_s": peak_cpu,
+                    "dtype_policy": args.dtype_policy,
+                    "config": cfg,
+                    "results": results,
+                },
+                fh,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

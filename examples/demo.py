@@ -496,7 +496,7 @@ def evaluate(model, source_tokenizer, target_tokenizer, test_pairs):
     predictions = detokenize(
         target_tokenizer, translate_ids(generator, source_tokenizer, [s for s, _ in test_pairs])
     )
-    errors = [(s, t, p) for (s, t), p in zip(test_pairs, predictions) if p != t]
+    errors = [(s, t, p) for (s, t), p in zip(test_pairs, predictions, strict=True) if p != t]
     correct = len(test_pairs) - len(errors)
     print(
         f"  {correct / len(test_pairs):.2%} ({correct}/{len(test_pairs)}) "
@@ -530,7 +530,7 @@ def compare_exports(generator, source_tokenizer, target_tokenizer, paths, test_p
     agree = translations[0] == translations[1] == translations[2]
     width = max(len(s) for s in samples) + 2
     print(f"  {'source':<{width}} {'Keras':<11} {'SavedModel':<11} {'TFLite':<11}")
-    for source, *outputs in zip(samples, *translations):
+    for source, *outputs in zip(samples, *translations, strict=True):
         mark = "" if len(set(outputs)) == 1 else "  <- differ"
         print(f"  {source!r:<{width}} " + " ".join(f"{o:<11}" for o in outputs) + mark)
     untrained = detokenize(

@@ -83,9 +83,7 @@ def softmax_scaling(d_ks=(4, 16, 64, 256, 1024), num_queries=256, num_keys=32, s
                 weights = tf.nn.softmax(scores, axis=-1)
                 readout = tf.reduce_sum(weights * upstream)
             grad = tape.gradient(readout, scores)  # (queries, keys)
-            entropy = -tf.reduce_sum(
-                weights * tf.math.log(tf.maximum(weights, 1e-30)), axis=-1
-            )
+            entropy = -tf.reduce_sum(weights * tf.math.log(tf.maximum(weights, 1e-30)), axis=-1)
             row[name] = {
                 "entropy": float(tf.reduce_mean(entropy)) / np.log(num_keys),
                 "max_weight": float(tf.reduce_mean(tf.reduce_max(weights, axis=-1))),
@@ -191,8 +189,11 @@ def plot_results(scaling_rows, norm_results, output_dir):
     figure = Figure(figsize=(10, 3.5))
     FigureCanvasAgg(figure)
     for index, (key, label) in enumerate(
-        [("entropy", "entropy / ln(keys)"), ("max_weight", "largest weight"),
-         ("grad_norm", "grad norm at scores")]
+        [
+            ("entropy", "entropy / ln(keys)"),
+            ("max_weight", "largest weight"),
+            ("grad_norm", "grad norm at scores"),
+        ]
     ):
         axes = figure.add_subplot(1, 3, index + 1)
         for variant, style in (("scaled", "o-"), ("unscaled", "s--")):
@@ -212,10 +213,12 @@ def plot_results(scaling_rows, norm_results, output_dir):
     axes = figure.add_subplot(1, 1, 1)
     names = list(norm_results)
     positions = np.arange(len(names))
-    axes.bar(positions - 0.2, [norm_results[n]["padding"] for n in names], 0.4,
-             label="more padding")
-    axes.bar(positions + 0.2, [norm_results[n]["batch"] for n in names], 0.4,
-             label="other sentences")
+    axes.bar(
+        positions - 0.2, [norm_results[n]["padding"] for n in names], 0.4, label="more padding"
+    )
+    axes.bar(
+        positions + 0.2, [norm_results[n]["batch"] for n in names], 0.4, label="other sentences"
+    )
     axes.set_xticks(positions, names)
     axes.set_ylabel("max |change| at real tokens")
     axes.set_title("Same sentence, different batch")

@@ -62,13 +62,9 @@ def make_dataset(num_examples, global_batch_size, max_length, seed):
     """
     inputs, targets = reversal_arrays(num_examples, max_length=max_length, seed=seed)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
-    dataset = dataset.shuffle(num_examples, seed=seed).batch(
-        global_batch_size, drop_remainder=True
-    )
+    dataset = dataset.shuffle(num_examples, seed=seed).batch(global_batch_size, drop_remainder=True)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
@@ -78,7 +74,8 @@ def is_chief(strategy):
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict()
     )
 
@@ -130,7 +127,8 @@ def fit_multi_worker(model, strategy, dataset, epochs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--strategy", default="default",
+        "--strategy",
+        default="default",
         choices=["default", "mirrored", "multi_worker", "tpu"],
     )
     parser.add_argument("--tpu", default=None, help="TPU name or 'local' (TPU VM)")
@@ -146,7 +144,8 @@ def main(argv=None):
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument(
-        "--dtype-policy", default="float32",
+        "--dtype-policy",
+        default="float32",
         choices=["float32", "mixed_float16", "mixed_bfloat16"],
         help="mixed_bfloat16 on TPUs; mixed_float16 on GPUs (adds loss scaling)",
     )
@@ -161,9 +160,12 @@ def main(argv=None):
     with strategy.scope():
         # Variables (model and optimizer) must be created inside the scope.
         model = ktl.build_transformer(
-            16, 16,
-            num_layers=args.num_layers, model_dim=args.model_dim,
-            num_heads=args.num_heads, intermediate_dim=args.intermediate_dim,
+            16,
+            16,
+            num_layers=args.num_layers,
+            model_dim=args.model_dim,
+            num_heads=args.num_heads,
+            intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
         )
         model.compile(

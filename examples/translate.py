@@ -263,7 +263,7 @@ def main(argv=None):
             ensure_ascii=False,
         )
     print("\nSamples (greedy):")
-    for source, hypothesis in list(zip(sources, hypotheses))[:8]:
+    for source, hypothesis in list(zip(sources, hypotheses, strict=True))[:8]:
         print(f"  {source.decode('utf-8')}  ->  {hypothesis}")
     summary = {
         "test_token_accuracy": round(float(test_results["masked_accuracy"]), 4),

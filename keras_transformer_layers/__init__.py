@@ -9,6 +9,11 @@ use: `keras_transformer_layers.data` works after a bare import.
 
 import importlib
 
+# Imported for its registrations, so that `keras.models.load_model` finds the
+# schedule, the loss and the metric after `import keras_transformer_layers`
+# alone. (`data.TextTokenizer` is registered by `import
+# keras_transformer_layers.data`: it runs on TensorFlow string ops only.)
+from keras_transformer_layers import training  # noqa: F401, E402
 from keras_transformer_layers.layers.add_norm import AddNorm
 from keras_transformer_layers.layers.attention import MultiHeadAttention
 from keras_transformer_layers.layers.decoder import TransformerDecoder
@@ -25,12 +30,6 @@ from keras_transformer_layers.models.transformer import build_transformer
 from keras_transformer_layers.models.transformer_lm import TransformerLM
 from keras_transformer_layers.models.transformer_lm import build_transformer_lm
 from keras_transformer_layers.version import __version__
-
-# Imported for its registrations, so that `keras.models.load_model` finds the
-# schedule, the loss and the metric after `import keras_transformer_layers`
-# alone. (`data.TextTokenizer` is registered by `import
-# keras_transformer_layers.data`: it runs on TensorFlow string ops only.)
-from keras_transformer_layers import training  # noqa: F401, E402
 
 LAZY_SUBMODULES = ("data", "export", "generation", "plotting")
 

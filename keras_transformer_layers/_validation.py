@@ -14,9 +14,7 @@ import numpy as np
 def check_positive_int(name, value):
     # bool is a subclass of int; reject it explicitly.
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
 def check_optional_positive_int(name, value):
@@ -26,9 +24,7 @@ def check_optional_positive_int(name, value):
 
 def check_non_negative_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
 
 
 def check_positive_float(name, value):
@@ -38,9 +34,7 @@ def check_positive_float(name, value):
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(
-            f"`{name}` must be a finite positive number. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a finite positive number. Received: {name}={value!r}")
 
 
 def check_rate(name, value):
@@ -48,9 +42,7 @@ def check_rate(name, value):
         raise ValueError(f"`{name}` must be a float. Received: {name}={value!r}")
     # NaN fails both comparisons, so it is rejected here too.
     if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`{name}` must be in the range [0, 1). Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be in the range [0, 1). Received: {name}={value!r}")
 
 
 def check_bool(name, value):
@@ -64,9 +56,7 @@ def _keras_lookup(name, value, lookup, expected):
     try:
         return lookup(value)
     except (ValueError, TypeError):
-        raise ValueError(
-            f"`{name}` must be {expected}. Received: {name}={value!r}"
-        ) from None
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}") from None
 
 
 def check_one_of(name, value, choices):
@@ -137,9 +127,7 @@ def check_int_tensor(name, tensor):
     """Checks that a tensor (eager, symbolic or `keras.KerasTensor`) holds integers."""
     dtype = keras.backend.standardize_dtype(tensor.dtype)
     if not keras.backend.is_int_dtype(dtype):
-        raise ValueError(
-            f"`{name}` must be an integer tensor. Received: {name}.dtype={dtype}"
-        )
+        raise ValueError(f"`{name}` must be an integer tensor. Received: {name}.dtype={dtype}")
 
 
 def check_static_shape(name, shape, expected, layout):
@@ -150,7 +138,8 @@ def check_static_shape(name, shape, expected, layout):
     """
     shape = tuple(shape)
     matches = len(shape) == len(expected) and all(
-        got is None or want is None or got == want for got, want in zip(shape, expected, strict=True)
+        got is None or want is None or got == want
+        for got, want in zip(shape, expected, strict=True)
     )
     if not matches:
         expected_text = "(" + ", ".join("?" if d is None else str(d) for d in expected) + ")"
@@ -186,11 +175,7 @@ def concrete_value(tensor):
 
 def check_finite_number(name, value):
     """A real number (not a bool), neither NaN nor infinite."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
 
 

@@ -43,9 +43,7 @@ def _labels(name, tokens, expected):
     return tokens
 
 
-def plot_attention_heads(
-    scores, query_tokens, key_tokens, path, title=None, columns=4
-):
+def plot_attention_heads(scores, query_tokens, key_tokens, path, title=None, columns=4):
     """Draws one heatmap per attention head and writes a PNG.
 
     Row `i` of head `h` shows how much query position `i` attends to each key
@@ -85,9 +83,7 @@ def plot_attention_heads(
             f"(1, heads, query_len, key_len). Received: scores.shape={scores.shape}"
         )
     if isinstance(columns, bool) or not isinstance(columns, int) or columns <= 0:
-        raise ValueError(
-            f"`columns` must be a positive integer. Received: columns={columns!r}"
-        )
+        raise ValueError(f"`columns` must be a positive integer. Received: columns={columns!r}")
     heads, query_len, key_len = scores.shape
     query_tokens = _labels("query_tokens", query_tokens, query_len)
     key_tokens = _labels("key_tokens", key_tokens, key_len)
@@ -136,8 +132,7 @@ def plot_positional_encoding(encoding, path, title=None):
         encoding = encoding[0]
     if encoding.ndim != 2:
         raise ValueError(
-            "`encoding` must be shaped (length, depth). "
-            f"Received: encoding.shape={encoding.shape}"
+            f"`encoding` must be shaped (length, depth). Received: encoding.shape={encoding.shape}"
         )
     figure = _figure(8, 5)
     axes = figure.add_subplot(1, 1, 1)

@@ -20,7 +20,8 @@ from keras import ops
 import keras_transformer_layers as ktl
 from keras_transformer_layers.generation import strategies
 from keras_transformer_layers.models import CachedDecoding
-from keras_transformer_layers.tokens import END_ID, START_ID
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
 
 VOCABULARY_SIZE = 16
 MAX_SOURCE_LENGTH = 8
@@ -95,7 +96,12 @@ def sources(batch_size, seed=123):
 
 
 def small_model(
-    vocabulary_size=12, favoured=(0, START_ID), bias=8.0, table=None, mask_zero=True, seed=0,
+    vocabulary_size=12,
+    favoured=(0, START_ID),
+    bias=8.0,
+    table=None,
+    mask_zero=True,
+    seed=0,
     decoder_only=False,
 ):
     """An untrained one-layer model from the layers, its output bias favouring `favoured`.
@@ -146,8 +152,9 @@ def full_logits(model, source, decoder_inputs):
     if source is None:
         outputs = model(decoder_inputs)
     else:
-        outputs = model({"encoder_inputs": np.asarray(source, "int32"),
-                         "decoder_inputs": decoder_inputs})
+        outputs = model(
+            {"encoder_inputs": np.asarray(source, "int32"), "decoder_inputs": decoder_inputs}
+        )
     return ops.convert_to_numpy(outputs).astype("float64")
 
 
@@ -212,8 +219,14 @@ def recompute_greedy(
     `(token_ids, scores)`.
     """
     return _recompute(
-        model, source, prompts, max_length, lambda logits, step: logits.argmax(-1),
-        start_id, end_id, pad_id,
+        model,
+        source,
+        prompts,
+        max_length,
+        lambda logits, step: logits.argmax(-1),
+        start_id,
+        end_id,
+        pad_id,
     )
 
 
@@ -234,8 +247,17 @@ def sampling_logits(logits, temperature=1.0, top_k=None, top_p=None):
 
 
 def recompute_sample(
-    model, max_length, seed, source=None, prompts=None, temperature=1.0, top_k=None,
-    top_p=None, start_id=START_ID, end_id=END_ID, pad_id=0,
+    model,
+    max_length,
+    seed,
+    source=None,
+    prompts=None,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    start_id=START_ID,
+    end_id=END_ID,
+    pad_id=0,
 ):
     """Sampling the slow way: full-model logits, filtered and drawn in NumPy, per step.
 
@@ -245,8 +267,7 @@ def recompute_sample(
     """
 
     def choose(logits, step):
-        logits = sampling_logits(logits - logits.max(-1, keepdims=True), temperature, top_k,
-                                 top_p)
+        logits = sampling_logits(logits - logits.max(-1, keepdims=True), temperature, top_k, top_p)
         logits = np.maximum(logits, strategies.FORBIDDEN).astype("float32")
         return (logits + numpy_gumbel_noise(seed, step, *logits.shape)).argmax(-1)
 
@@ -298,8 +319,15 @@ def numpy_gumbel_noise(seed, step, batch_size, vocabulary_size):
 
 
 def recompute_beam(
-    model, max_length, num_beams, alpha, source=None, prompts=None, start_id=START_ID,
-    end_id=END_ID, pad_id=0,
+    model,
+    max_length,
+    num_beams,
+    alpha,
+    source=None,
+    prompts=None,
+    start_id=START_ID,
+    end_id=END_ID,
+    pad_id=0,
 ):
     """Beam search the slow way: the full model on every beam's whole prefix per step.
 
@@ -346,9 +374,7 @@ def recompute_beam(
     return _output(best_prefixes, source), normalized[np.arange(batch), best_beam]
 
 
-def sequence_log_prob(
-    model, token_ids, source=None, prompts=None, start_id=START_ID, pad_id=0
-):
+def sequence_log_prob(model, token_ids, source=None, prompts=None, start_id=START_ID, pad_id=0):
     """Teacher-forced total log-probability of each row's generated (non-padding) tokens.
 
     Encoder-decoder: `token_ids` are the generated ids (no start token).
@@ -378,7 +404,9 @@ def cached_step_logits(interface, decoder_inputs, source=None):
     steps = []
     for index in range(decoder_inputs.shape[1]):
         logits, cache = interface.call_decoder_with_cache(
-            decoder_inputs[:, index : index + 1], ops.convert_to_tensor(index, "int32"), cache,
+            decoder_inputs[:, index : index + 1],
+            ops.convert_to_tensor(index, "int32"),
+            cache,
             state,
         )
         steps.append(ops.convert_to_numpy(logits)[:, 0])

@@ -42,9 +42,7 @@ def check_layer(
     layer = layer_cls(**init_kwargs)
     config = layer.get_config()
     revived = layer_cls.from_config(config)
-    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(
-        config, sort_keys=True
-    )
+    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
     serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
     assert serialized["registered_name"] == f"keras_transformer_layers>{layer_cls.__name__}"
     deserialized = keras.saving.deserialize_keras_object(serialized)
@@ -86,7 +84,9 @@ def check_layer(
     restored = keras.models.load_model(path)
     assert any(type(sub) is layer_cls for sub in restored.layers)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(model(inputs)), keras.ops.convert_to_numpy(restored(inputs)), atol=1e-6
+        keras.ops.convert_to_numpy(model(inputs)),
+        keras.ops.convert_to_numpy(restored(inputs)),
+        atol=1e-6,
     )
 
     # 6. Mixed precision: compute dtype outputs, float32 variables, one policy throughout.
@@ -94,15 +94,15 @@ def check_layer(
         layer = layer_cls(**init_kwargs, dtype=policy)
         outputs = layer(*inputs, **call_kwargs)
         flat = outputs if isinstance(outputs, (tuple, list)) else [outputs]
-        symbolic = layer_cls(**init_kwargs, dtype=policy)(
-            *_symbolic_inputs(inputs), **call_kwargs
-        )
+        symbolic = layer_cls(**init_kwargs, dtype=policy)(*_symbolic_inputs(inputs), **call_kwargs)
         flat_symbolic = symbolic if isinstance(symbolic, (tuple, list)) else [symbolic]
         compute_dtype = policy.split("_")[1]
         for output in list(flat) + list(flat_symbolic):
             assert keras.backend.standardize_dtype(output.dtype) == compute_dtype
         for output in flat:
-            assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))))
+            assert np.all(
+                np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(output, "float32")))
+            )
         for variable in layer.weights:
             if variable.trainable:
                 assert variable.dtype == "float32", variable.path

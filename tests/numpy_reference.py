@@ -14,9 +14,7 @@ def positional_encoding(length, dim, start=0, max_wavelength=10000.0):
     for pos in range(start, start + length):
         for channel in range(dim):
             angle = pos / max_wavelength ** ((channel - channel % 2) / dim)
-            table[pos - start, channel] = (
-                np.sin(angle) if channel % 2 == 0 else np.cos(angle)
-            )
+            table[pos - start, channel] = np.sin(angle) if channel % 2 == 0 else np.cos(angle)
     return table
 
 

@@ -27,7 +27,9 @@ def test_hand_computed_values():
         np.arange(5, dtype="float32")[None, None], np.zeros((1, 1, 5), "float32")
     )
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(output)[0, 0], [-1.41421, -0.70711, 0.0, 0.70711, 1.41421], atol=1e-5
+        keras.ops.convert_to_numpy(output)[0, 0],
+        [-1.41421, -0.70711, 0.0, 0.70711, 1.41421],
+        atol=1e-5,
     )
 
 
@@ -39,7 +41,11 @@ def test_matches_numpy_reference():
     layer.layer_norm.gamma.assign(np.random.rand(6).astype("float32"))
     layer.layer_norm.beta.assign(np.random.rand(6).astype("float32"))
     expected = ref.add_norm(
-        x, sub, keras.ops.convert_to_numpy(layer.layer_norm.gamma), keras.ops.convert_to_numpy(layer.layer_norm.beta), 1e-3
+        x,
+        sub,
+        keras.ops.convert_to_numpy(layer.layer_norm.gamma),
+        keras.ops.convert_to_numpy(layer.layer_norm.beta),
+        1e-3,
     )
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, sub)), expected, atol=1e-5)
 
@@ -49,7 +55,9 @@ def test_dropout_acts_on_the_sublayer_output_only_in_training():
     x = np.random.rand(1, 50, 8).astype("float32")
     sub = np.random.rand(1, 50, 8).astype("float32") + 1.0
     inference = keras.ops.convert_to_numpy(layer(x, sub, training=False))
-    np.testing.assert_allclose(inference, keras.ops.convert_to_numpy(ktl.AddNorm()(x, sub)), atol=1e-5)
+    np.testing.assert_allclose(
+        inference, keras.ops.convert_to_numpy(ktl.AddNorm()(x, sub)), atol=1e-5
+    )
     assert np.abs(keras.ops.convert_to_numpy(layer(x, sub, training=True)) - inference).max() > 0.1
 
 

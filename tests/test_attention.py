@@ -5,7 +5,8 @@ import pytest
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
-from tests.layer_weights import attention_params, randomize
+from tests.layer_weights import attention_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -40,7 +41,9 @@ def test_matches_numpy_reference_with_mask():
             query[example], value[example], attention_params(layer), mask[example]
         )
         np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[example], expected, atol=1e-5)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores)[example], expected_weights, atol=1e-5)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(scores)[example], expected_weights, atol=1e-5
+        )
 
 
 def _copied_pair(num_heads, key_dim, query, value, key=None):
@@ -58,7 +61,11 @@ def _copied_pair(num_heads, key_dim, query, value, key=None):
 )
 def test_parity_with_keras_multi_head_attention(case):
     query = np.random.rand(3, 5, 8).astype("float32")
-    value = query if case in ("self", "causal", "padded_self") else np.random.rand(3, 7, 8).astype("float32")
+    value = (
+        query
+        if case in ("self", "causal", "padded_self")
+        else np.random.rand(3, 7, 8).astype("float32")
+    )
     key = np.random.rand(3, 7, 8).astype("float32") if case == "key_differs" else None
     ours, theirs = _copied_pair(4, 2, query, value, key)
     kwargs = {"use_causal_mask": case == "causal"}
@@ -73,7 +80,11 @@ def test_parity_with_keras_multi_head_attention(case):
     out_ours, scores_ours = ours(query, value, key, return_attention_scores=True, **kwargs)
     out_theirs, scores_theirs = theirs(query, value, key, return_attention_scores=True, **kwargs)
     # Rows with no key to attend to differ by design (Keras: mean of values); compare the rest.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(out_ours)[valid_rows], keras.ops.convert_to_numpy(out_theirs)[valid_rows], atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out_ours)[valid_rows],
+        keras.ops.convert_to_numpy(out_theirs)[valid_rows],
+        atol=1e-5,
+    )
     np.testing.assert_allclose(
         np.transpose(keras.ops.convert_to_numpy(scores_ours), (0, 2, 1, 3))[valid_rows],
         np.transpose(keras.ops.convert_to_numpy(scores_theirs), (0, 2, 1, 3))[valid_rows],
@@ -100,9 +111,13 @@ def test_parity_with_keras_on_propagated_masks():
     np.testing.assert_allclose(ours[valid], theirs[valid], atol=1e-5)
     # The padding keys are ignored: a new embedding for id 0 changes no real output.
     embedding.embeddings.assign(
-        np.concatenate([np.full((1, 8), 50.0), keras.ops.convert_to_numpy(embedding.embeddings)[1:]]).astype("float32")
+        np.concatenate(
+            [np.full((1, 8), 50.0), keras.ops.convert_to_numpy(embedding.embeddings)[1:]]
+        ).astype("float32")
     )
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(models[0](tokens))[valid], ours[valid], atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(models[0](tokens))[valid], ours[valid], atol=1e-5
+    )
 
 
 def test_padding_keys_do_not_change_real_outputs():
@@ -114,7 +129,9 @@ def test_padding_keys_do_not_change_real_outputs():
     changed = value.copy()
     changed[:, 3:] = 100.0
     second = layer(query, changed, value_mask=key_mask)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second), atol=1e-6
+    )
 
 
 def test_causal_mask_hides_the_future():
@@ -125,7 +142,11 @@ def test_causal_mask_hides_the_future():
     changed = x.copy()
     changed[:, 4:] += 5.0
     second = layer(changed, changed, use_causal_mask=True)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(first)[:, :4], keras.ops.convert_to_numpy(second)[:, :4], atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(first)[:, :4],
+        keras.ops.convert_to_numpy(second)[:, :4],
+        atol=1e-6,
+    )
     np.testing.assert_allclose(keras.ops.convert_to_numpy(scores).sum(-1), 1.0, atol=1e-6)
 
 
@@ -155,7 +176,11 @@ def test_fully_masked_row_with_bias_returns_the_output_bias():
     layer(x, x)
     randomize(layer)
     output = layer(x, x, attention_mask=np.array([[[True, False], [False, False]]]))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[0, 1], keras.ops.convert_to_numpy(layer.output_dense.bias), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(output)[0, 1],
+        keras.ops.convert_to_numpy(layer.output_dense.bias),
+        atol=1e-6,
+    )
 
 
 def test_scores_structure_is_the_same_in_functional_calls():
@@ -180,7 +205,10 @@ def test_query_mask_propagates_to_output():
     [
         ({"num_heads": 0, "key_dim": 4}, "`num_heads`.*Received: num_heads=0"),
         ({"num_heads": 2, "key_dim": 4.0}, r"`key_dim`.*Received: key_dim=4\.0"),
-        ({"num_heads": 2, "key_dim": 4, "dropout": 1.0}, r"`dropout`.*\[0, 1\).*Received: dropout=1\.0"),
+        (
+            {"num_heads": 2, "key_dim": 4, "dropout": 1.0},
+            r"`dropout`.*\[0, 1\).*Received: dropout=1\.0",
+        ),
         ({"num_heads": 2, "key_dim": 4, "dropout": -0.1}, r"Received: dropout=-0\.1"),
         ({"num_heads": True, "key_dim": 4}, "Received: num_heads=True"),
     ],
@@ -191,14 +219,17 @@ def test_rejects_bad_arguments(kwargs, match):
 
 
 def test_rejects_rank_two_input():
-    with pytest.raises(ValueError, match=r"`query` must be a rank-3.*Received: query.shape=\(2, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"`query` must be a rank-3.*Received: query.shape=\(2, 8\)"
+    ):
         ktl.MultiHeadAttention(2, 4)(np.zeros((2, 8), "float32"), np.zeros((2, 3, 8), "float32"))
 
 
 def test_rejects_attention_mask_of_wrong_shape():
     x = np.zeros((2, 3, 8), "float32")
     with pytest.raises(
-        ValueError, match=r"`attention_mask` must have shape .*\(2, 2, 3, 3\).*Received: attention_mask.shape=\(2, 3, 4\)"
+        ValueError,
+        match=r"`attention_mask` must have shape .*\(2, 2, 3, 3\).*Received: attention_mask.shape=\(2, 3, 4\)",
     ):
         ktl.MultiHeadAttention(2, 4)(x, x, attention_mask=np.ones((2, 3, 4), bool))
     with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(2, 3\)"):

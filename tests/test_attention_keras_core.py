@@ -6,7 +6,8 @@ import pytest
 
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
-from tests.layer_weights import attention_params, randomize
+from tests.layer_weights import attention_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral_by_hand
 
@@ -124,7 +125,9 @@ def test_kernel_and_bias_regularizers_add_their_losses():
         0.01 * np.sum(value**2) if name.endswith("kernel") else 0.1 * np.sum(np.abs(value))
         for name, value in params.items()
     )
-    np.testing.assert_allclose(float(sum(_numpy(loss) for loss in layer.losses)), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(sum(_numpy(loss) for loss in layer.losses)), expected, rtol=1e-5
+    )
     config = layer.get_config()
     assert config["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.01)
     clone = ktl.MultiHeadAttention.from_config(config)
@@ -161,8 +164,16 @@ def test_bad_regularizers_and_constraints_are_value_errors(name, value):
 
 def test_get_config_keeps_its_keys_and_drops_the_unsupported_keras_settings():
     config = ktl.MultiHeadAttention(num_heads=2, key_dim=4).get_config()
-    for key in ("num_heads", "key_dim", "value_dim", "dropout", "use_bias",
-                "kernel_initializer", "bias_initializer", "seed"):
+    for key in (
+        "num_heads",
+        "key_dim",
+        "value_dim",
+        "dropout",
+        "use_bias",
+        "kernel_initializer",
+        "bias_initializer",
+        "seed",
+    ):
         assert key in config
     for key in ("use_gate", "output_shape", "attention_axes", "sliding_window"):
         assert key not in config
@@ -198,7 +209,9 @@ def test_fused_path_matches_the_numpy_reference_with_a_fully_masked_row(
     assert len(calls) == 1
     params = attention_params(layer)
     for example in range(2):
-        expected, _ = ref.multi_head_attention(query[example], value[example], params, mask[example])
+        expected, _ = ref.multi_head_attention(
+            query[example], value[example], params, mask[example]
+        )
         np.testing.assert_allclose(output[example], expected, atol=1e-5)
     np.testing.assert_allclose(output[1, 2], params["output_bias"], atol=1e-6)
 
@@ -212,7 +225,9 @@ def test_fused_path_without_mask_matches_the_numpy_reference(monkeypatch):
     output = _numpy(layer(query, query))
     assert len(calls) == 2
     for example in range(2):
-        expected, _ = ref.multi_head_attention(query[example], query[example], attention_params(layer))
+        expected, _ = ref.multi_head_attention(
+            query[example], query[example], attention_params(layer)
+        )
         np.testing.assert_allclose(output[example], expected, atol=1e-5)
 
 

@@ -21,16 +21,48 @@ SIZES = {"B": BATCH, "N": HEADS, "T": QUERY_LEN, "S": KEY_LEN, "1": 1}
 # rank 3 (batch, query, key), rank 4 (batch, heads, query, key), and each
 # dimension is 1 or the full size.
 ACCEPTED = [
-    "TS", "1S", "T1", "11",
-    "BTS", "B1S", "1TS", "BT1", "11S", "1T1", "B11", "111",
-    "BNTS", "B1TS", "1NTS", "BN1S", "BNT1", "11TS", "1N1S", "111S", "1111",
+    "TS",
+    "1S",
+    "T1",
+    "11",
+    "BTS",
+    "B1S",
+    "1TS",
+    "BT1",
+    "11S",
+    "1T1",
+    "B11",
+    "111",
+    "BNTS",
+    "B1TS",
+    "1NTS",
+    "BN1S",
+    "BNT1",
+    "11TS",
+    "1N1S",
+    "111S",
+    "1111",
 ]
 REJECTED = [
-    "S", "1", "",  # rank 0 and 1: Keras fails on them too
-    "ST", "TT", "BS", "NS", "2S",  # a dimension that is neither 1 nor its size
-    "BST", "BTT", "2TS", "NTS", "BT3",
-    "BBTS", "NBTS", "B3TS", "BNTT",
-    "1BNTS", "BNTS1",  # rank 5
+    "S",
+    "1",
+    "",  # rank 0 and 1: Keras fails on them too
+    "ST",
+    "TT",
+    "BS",
+    "NS",
+    "2S",  # a dimension that is neither 1 nor its size
+    "BST",
+    "BTT",
+    "2TS",
+    "NTS",
+    "BT3",
+    "BBTS",
+    "NBTS",
+    "B3TS",
+    "BNTT",
+    "1BNTS",
+    "BNTS1",  # rank 5
 ]
 
 
@@ -67,8 +99,10 @@ def test_every_mask_shape_keras_accepts_gives_the_keras_result(code, context):
     key_ids = query_ids if self_attention else rng.integers(1, 20, (BATCH, key_len))
     if padded:  # trailing padding of different lengths; the last row is unpadded
         query_ids = np.where(np.arange(QUERY_LEN) < np.array([[2], [3], [QUERY_LEN]]), query_ids, 0)
-        key_ids = query_ids if self_attention else np.where(
-            np.arange(key_len) < np.array([[3], [1], [key_len]]), key_ids, 0
+        key_ids = (
+            query_ids
+            if self_attention
+            else np.where(np.arange(key_len) < np.array([[3], [1], [key_len]]), key_ids, 0)
         )
     mask = _random_mask(_shape(code, key_len), rng)
     # Embedding(mask_zero=True) attaches the padding masks; `plain` gives the
@@ -85,8 +119,11 @@ def test_every_mask_shape_keras_accepts_gives_the_keras_result(code, context):
     def run(layer, scores, attention_mask=mask, embed=embedding):
         # A fresh embedding per call: Keras MHA deletes the masks of its inputs.
         return layer(
-            embed(query_ids), embed(key_ids), attention_mask=attention_mask,
-            use_causal_mask=causal, return_attention_scores=scores,
+            embed(query_ids),
+            embed(key_ids),
+            attention_mask=attention_mask,
+            use_causal_mask=causal,
+            return_attention_scores=scores,
         )
 
     if padded and len(code) == 4:
@@ -113,7 +150,8 @@ def test_every_mask_shape_keras_accepts_gives_the_keras_result(code, context):
     visible = np.asarray(scores_theirs).sum(-1).min(1) > 0.5  # (batch, query)
     assert visible.any()
     np.testing.assert_allclose(
-        np.asarray(run(ours, False))[visible], np.asarray(reference(theirs, False))[visible],
+        np.asarray(run(ours, False))[visible],
+        np.asarray(reference(theirs, False))[visible],
         atol=1e-5,
     )
 
@@ -162,20 +200,27 @@ def test_mask_with_a_cache_spans_the_cache_length():
     for code in ("1S", "BTS", "B1S", "BNTS", "11S"):
         full_mask = _random_mask(_shape(code.replace("T", "S"), max_length), rng)
         full_mask[..., 0] = True  # every query sees at least the first key
-        expected = np.asarray(
-            layer(x, x, attention_mask=full_mask, use_causal_mask=True)
-        )
+        expected = np.asarray(layer(x, x, attention_mask=full_mask, use_causal_mask=True))
         cache = np.zeros((BATCH, 2, max_length, HEADS, 3), "float32")
         for step in range(max_length):
             step_mask = full_mask[..., step : step + 1, :] if "T" in code else full_mask
             output, cache = layer(
-                x[:, step : step + 1], x[:, step : step + 1], attention_mask=step_mask,
-                use_causal_mask=True, cache=cache, cache_update_index=step,
+                x[:, step : step + 1],
+                x[:, step : step + 1],
+                attention_mask=step_mask,
+                use_causal_mask=True,
+                cache=cache,
+                cache_update_index=step,
             )
             np.testing.assert_allclose(np.asarray(output)[:, 0], expected[:, step], atol=1e-5)
     with pytest.raises(ValueError, match=r"Received: attention_mask.shape=\(3, 1, 5\)"):
-        layer(x[:, :1], x[:, :1], attention_mask=np.ones((BATCH, 1, 5), bool),
-              cache=cache, cache_update_index=0)
+        layer(
+            x[:, :1],
+            x[:, :1],
+            attention_mask=np.ones((BATCH, 1, 5), bool),
+            cache=cache,
+            cache_update_index=0,
+        )
 
 
 @pytest.mark.parametrize("shape", [(BATCH, KEY_LEN), (1, KEY_LEN), (BATCH, 1), (1, 1)])
@@ -191,8 +236,9 @@ def test_padding_masks_broadcast_as_in_keras(shape):
     padding[..., 0] = True
     for name in ("value_mask", "key_mask"):
         out_ours, scores_ours = ours(query, value, return_attention_scores=True, **{name: padding})
-        out_theirs, scores_theirs = theirs(query, value, value, return_attention_scores=True,
-                                           **{name: padding})
+        out_theirs, scores_theirs = theirs(
+            query, value, value, return_attention_scores=True, **{name: padding}
+        )
         np.testing.assert_allclose(np.asarray(scores_ours), np.asarray(scores_theirs), atol=1e-6)
         np.testing.assert_allclose(np.asarray(out_ours), np.asarray(out_theirs), atol=1e-5)
     query_padding = _random_mask(tuple(QUERY_LEN if d == KEY_LEN else d for d in shape), rng)
@@ -276,7 +322,9 @@ def test_inputs_of_another_width_or_dtype_are_value_errors(mode, argument, query
     x = np.ones((1, 3, 8), "float32")
     expected = np.asarray(layer(x, x))
     call = layer if mode == "eager" else tf.function(layer)
-    with pytest.raises(ValueError, match=rf"`{argument}` must .*Received: {argument}\.(shape|dtype)="):
+    with pytest.raises(
+        ValueError, match=rf"`{argument}` must .*Received: {argument}\.(shape|dtype)="
+    ):
         call(query, value)
     # A good call afterwards still gives the same numbers.
     np.testing.assert_allclose(call(x, x), expected, atol=1e-6)

@@ -60,7 +60,7 @@ def _fit(averaging, epochs):
 def _expected(snapshots):
     """NumPy mean (float64, rounded to float32) of floats; latest value of ints."""
     expected = []
-    for values in zip(*snapshots):
+    for values in zip(*snapshots, strict=True):
         if values[-1].dtype == np.float32:
             expected.append(np.mean(np.stack(values).astype(np.float64), axis=0).astype(np.float32))
         else:
@@ -71,7 +71,7 @@ def _expected(snapshots):
 def _assert_model_holds(model, expected):
     weights = [keras.ops.convert_to_numpy(v) for v in model.weights]
     assert len(weights) == len(expected)
-    for value, want in zip(weights, expected):
+    for value, want in zip(weights, expected, strict=True):
         assert value.dtype == want.dtype
         np.testing.assert_array_equal(value, want)
 
@@ -93,7 +93,7 @@ def test_epoch_snapshots_average_equals_the_numpy_mean():
     # ...and the int counter keeps its final value, 5 epochs x 4 batches.
     assert int(keras.ops.convert_to_numpy(model.get_layer("counter").count)) == 20
     # The final, non-averaged weights stay available.
-    for kept, recorded in zip(averaging.checkpoints[-1], epoch_ends[-1]):
+    for kept, recorded in zip(averaging.checkpoints[-1], epoch_ends[-1], strict=True):
         np.testing.assert_array_equal(kept, recorded)
 
 

@@ -7,8 +7,12 @@ from keras_transformer_layers.data import reversal
 
 
 def test_reversal_hand_properties():
-    inputs, target = reversal.reversal_arrays(4, vocabulary_size=9, min_length=2, max_length=5, seed=1)
-    for source, decoder_inputs, labels in zip(inputs["encoder_inputs"], inputs["decoder_inputs"], target, strict=True):
+    inputs, target = reversal.reversal_arrays(
+        4, vocabulary_size=9, min_length=2, max_length=5, seed=1
+    )
+    for source, decoder_inputs, labels in zip(
+        inputs["encoder_inputs"], inputs["decoder_inputs"], target, strict=True
+    ):
         tokens = source[source != 0]
         assert 2 <= len(tokens) <= 5 and tokens.min() >= 4 and tokens.max() <= 8
         np.testing.assert_array_equal(labels[: len(tokens)], tokens[::-1])

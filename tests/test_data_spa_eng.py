@@ -86,7 +86,9 @@ def test_txt_and_manual_dir_give_same_splits(corpus, from_zip, tmp_path):
 def test_missing_corpus_path_says_what_to_do(tmp_path):
     missing = str(tmp_path / "nope.zip")
     builder = tfds.builder("spa_eng", corpus_path=missing, data_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"(?s)Download http://storage.*Received: corpus_path='.*nope.zip'"):
+    with pytest.raises(
+        ValueError, match=r"(?s)Download http://storage.*Received: corpus_path='.*nope.zip'"
+    ):
         builder.download_and_prepare()
 
 
@@ -134,7 +136,9 @@ def test_corpus_too_small_for_every_split(tmp_path):
     buckets = [int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % 100 for e in english]
     assert all(b < 90 for b in buckets)  # all train: validation and test are empty
     corpus = tmp_path / "spa.txt"
-    corpus.write_text("".join(f"{e}\tFrase {i}.\n" for i, e in enumerate(english)), encoding="utf-8")
+    corpus.write_text(
+        "".join(f"{e}\tFrase {i}.\n" for i, e in enumerate(english)), encoding="utf-8"
+    )
     archive = tmp_path / "spa-eng.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("spa-eng/spa.txt", corpus.read_text(encoding="utf-8"))
@@ -150,10 +154,11 @@ def test_corpus_too_small_for_every_split(tmp_path):
 
 def test_corpus_not_utf8(tmp_path):
     corpus = tmp_path / "spa.txt"
-    corpus.write_bytes("Go.\tVe.\n".encode() + b"Hi.\tHola \xff.\n")
+    corpus.write_bytes(b"Go.\tVe.\n" + b"Hi.\tHola \xff.\n")
     builder = tfds.builder("spa_eng", corpus_path=str(corpus), data_dir=str(tmp_path / "d"))
     with pytest.raises(
-        ValueError, match=r"Line 2 of the corpus is not valid UTF-8.*Received: corpus_path='.*spa.txt'"
+        ValueError,
+        match=r"Line 2 of the corpus is not valid UTF-8.*Received: corpus_path='.*spa.txt'",
     ):
         builder.download_and_prepare()
 

@@ -63,7 +63,7 @@ def test_special_ids_and_vocabulary(tokenizer, processor):
     assert tokenizer.get_vocabulary()[:4] == ["<pad>", "[UNK]", "[START]", "[END]"]
     assert (PADDING_ID, OOV_ID, START_ID, END_ID) == (0, 1, 2, 3)
     ids = keras.ops.convert_to_numpy(tokenizer(tf.constant(TEXTS)))
-    for row, text in zip(ids, TEXTS):
+    for row, text in zip(ids, TEXTS, strict=True):
         expected = [START_ID, *processor.EncodeAsIds(text), END_ID]
         assert row[: len(expected)].tolist() == expected
         assert (row[len(expected) :] == PADDING_ID).all()
@@ -114,7 +114,7 @@ def test_make_translation_dataset_with_subword_tokenizers(tokenizer, processor):
     batches = list(make_translation_dataset(pairs, tokenizer, tokenizer, batch_size=4))
     assert len(batches) == 1
     inputs, labels = batches[0]
-    for i, (source, target) in enumerate(zip(TEXTS, TEXTS[::-1])):
+    for i, (source, target) in enumerate(zip(TEXTS, TEXTS[::-1], strict=True)):
         source_ids = [START_ID, *processor.EncodeAsIds(source), END_ID]
         target_ids = [START_ID, *processor.EncodeAsIds(target), END_ID]
         encoder = inputs["encoder_inputs"].numpy()[i]

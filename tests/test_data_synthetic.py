@@ -20,9 +20,7 @@ def _config(task, name=None):
 
 
 def _build(task, data_dir):
-    builder = tfds.builder(
-        "synthetic_translation", config=_config(task), data_dir=str(data_dir)
-    )
+    builder = tfds.builder("synthetic_translation", config=_config(task), data_dir=str(data_dir))
     builder.download_and_prepare()
     return {
         split: [

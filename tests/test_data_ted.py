@@ -10,7 +10,9 @@ from keras_transformer_layers.data import ted
 
 def test_not_prepared_fails_fast_with_instructions(tmp_path):
     start = time.monotonic()
-    with pytest.raises(ValueError, match=r"(?s)not prepared.*download=True.*Received: download=False"):
+    with pytest.raises(
+        ValueError, match=r"(?s)not prepared.*download=True.*Received: download=False"
+    ):
         ted.load_ted_hrlr("train", data_dir=str(tmp_path))
     assert time.monotonic() - start < 10.0
 

@@ -18,6 +18,7 @@ from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training import transformer_adam
 
+
 def _sources(source, target):
     return source
 
@@ -38,12 +39,21 @@ def test_short_dates_training_reaches_exact_match(tmp_path):
     source_tokenizer = TextTokenizer(build_vocabulary(train.map(_sources)))
     target_tokenizer = TextTokenizer(build_vocabulary(train.map(_targets)))
     batches = make_translation_dataset(
-        train, source_tokenizer, target_tokenizer, batch_size=64,
-        shuffle_buffer_size=6000, seed=0,
+        train,
+        source_tokenizer,
+        target_tokenizer,
+        batch_size=64,
+        shuffle_buffer_size=6000,
+        seed=0,
     )
     model = ktl.build_transformer(
-        source_tokenizer.vocabulary_size, target_tokenizer.vocabulary_size,
-        num_layers=1, model_dim=64, num_heads=4, intermediate_dim=128, dropout=0.0,
+        source_tokenizer.vocabulary_size,
+        target_tokenizer.vocabulary_size,
+        num_layers=1,
+        model_dim=64,
+        num_heads=4,
+        intermediate_dim=128,
+        dropout=0.0,
     )
     model.compile(
         optimizer=transformer_adam(model_dim=64, warmup_steps=200),

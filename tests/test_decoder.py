@@ -5,7 +5,8 @@ import pytest
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
-from tests.layer_weights import block_params, randomize
+from tests.layer_weights import block_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -82,8 +83,12 @@ def test_stack_feeds_the_last_encoder_output_to_every_block():
     ones = np.ones(3, bool)
     expected = target[0]
     for block in decoder.blocks:
-        expected = ref.decoder_block(expected, source[0], block_params(block), ones, np.ones(5, bool), 1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(decoder(target, source))[0], expected, atol=1e-5)
+        expected = ref.decoder_block(
+            expected, source[0], block_params(block), ones, np.ones(5, bool), 1e-5
+        )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(decoder(target, source))[0], expected, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("cross_attention", [True, False], ids=["encoder_decoder", "decoder_only"])
@@ -110,8 +115,16 @@ def test_masks_flow_from_embeddings_in_both_forms():
     model = keras.Model([source_ids, target_ids], [decoded, decoder_only])
     first, first_only = model([np.array([[3, 4, 0]]), np.array([[5, 6, 0]])])
     second, second_only = model([np.array([[3, 4, 0, 0, 0]]), np.array([[5, 6, 0, 0]])])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(first)[0, :2], keras.ops.convert_to_numpy(second)[0, :2], atol=1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(first_only)[0, :2], keras.ops.convert_to_numpy(second_only)[0, :2], atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(first)[0, :2],
+        keras.ops.convert_to_numpy(second)[0, :2],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(first_only)[0, :2],
+        keras.ops.convert_to_numpy(second_only)[0, :2],
+        atol=1e-5,
+    )
     assert decoded._keras_mask is not None and decoder_only._keras_mask is not None
 
 
@@ -120,17 +133,23 @@ def test_rejects_encoder_width_mismatch():
         ValueError,
         match=r"`encoder_outputs` must have the same last dimension.*encoder_outputs.shape\[-1\]=6, decoder_inputs.shape\[-1\]=8",
     ):
-        ktl.TransformerDecoderBlock(**BLOCK_KWARGS)(np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 6), "float32"))
+        ktl.TransformerDecoderBlock(**BLOCK_KWARGS)(
+            np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 6), "float32")
+        )
 
 
 def test_rejects_the_other_form_after_build():
     block = ktl.TransformerDecoderBlock(**BLOCK_KWARGS)
     block(np.zeros((1, 3, 8), "float32"))
-    with pytest.raises(ValueError, match=r"built without cross-attention.*Received: encoder_outputs=<tensor"):
+    with pytest.raises(
+        ValueError, match=r"built without cross-attention.*Received: encoder_outputs=<tensor"
+    ):
         block(np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 8), "float32"))
     block = ktl.TransformerDecoderBlock(**BLOCK_KWARGS)
     block(np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 8), "float32"))
-    with pytest.raises(ValueError, match="built with cross-attention.*Received: encoder_outputs=None"):
+    with pytest.raises(
+        ValueError, match="built with cross-attention.*Received: encoder_outputs=None"
+    ):
         block(np.zeros((1, 3, 8), "float32"))
 
 
@@ -158,7 +177,9 @@ def test_block_returns_the_attention_scores_of_both_attentions():
     )
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(output),
-        keras.ops.convert_to_numpy(block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)),
+        keras.ops.convert_to_numpy(
+            block(target, source, decoder_inputs_mask=target_mask, encoder_outputs_mask=source_mask)
+        ),
         atol=1e-6,
     )
     # The cross-attention weights are those of equation (1) on the block's own
@@ -171,9 +192,15 @@ def test_block_returns_the_attention_scores_of_both_attentions():
         attended, self_weights = ref.multi_head_attention(y, y, params["self_attention"], self_mask)
         y = ref.layer_norm(y + attended, *params["self_attention_norm"], 1e-5)
         cross_mask = ref.padding_to_attention_mask(target_mask[example], source_mask[example])
-        _, cross_weights = ref.multi_head_attention(y, source[example], params["cross_attention"], cross_mask)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores["self_attention"])[example], self_weights, atol=1e-5)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(scores["cross_attention"])[example], cross_weights, atol=1e-5)
+        _, cross_weights = ref.multi_head_attention(
+            y, source[example], params["cross_attention"], cross_mask
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(scores["self_attention"])[example], self_weights, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(scores["cross_attention"])[example], cross_weights, atol=1e-5
+        )
     # The same structure in a functional call.
     symbolic = block(keras.Input((None, 8)), keras.Input((None, 8)), return_attention_scores=True)
     assert tuple(symbolic[1]["cross_attention"].shape) == (None, 2, None, None)

@@ -5,7 +5,8 @@ import pytest
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
 from tests.layer_contract import check_layer
-from tests.layer_weights import block_params, randomize
+from tests.layer_weights import block_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -62,7 +63,9 @@ def test_stack_matches_numpy_reference_block_after_block():
     expected = x[0]
     for block in encoder.blocks:
         expected = ref.encoder_block(expected, block_params(block), mask[0], 1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(x, mask=mask))[0, :3], expected[:3], atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(encoder(x, mask=mask))[0, :3], expected[:3], atol=1e-5
+    )
 
 
 def test_padding_mask_flows_through_the_stack():
@@ -73,7 +76,11 @@ def test_padding_mask_flows_through_the_stack():
     short, mask = model(np.array([[4, 5, 6, 0]]))
     longer, _ = model(np.array([[4, 5, 6, 0, 0, 0, 0]]))
     np.testing.assert_array_equal(mask, [[1, 1, 1, 0]])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(short)[0, :3], keras.ops.convert_to_numpy(longer)[0, :3], atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(short)[0, :3],
+        keras.ops.convert_to_numpy(longer)[0, :3],
+        atol=1e-5,
+    )
 
 
 def test_training_reaches_every_sublayer():
@@ -87,7 +94,9 @@ def test_training_reaches_every_sublayer():
 
 
 def test_rejects_model_dim_not_divisible_by_num_heads():
-    with pytest.raises(ValueError, match="divisible by `num_heads`.*Received: model_dim=6, num_heads=4"):
+    with pytest.raises(
+        ValueError, match="divisible by `num_heads`.*Received: model_dim=6, num_heads=4"
+    ):
         ktl.TransformerEncoderBlock(num_heads=4, intermediate_dim=8)(np.zeros((1, 2, 6), "float32"))
     # An explicit key_dim lifts the requirement.
     block = ktl.TransformerEncoderBlock(num_heads=4, intermediate_dim=8, key_dim=3)
@@ -98,9 +107,15 @@ def test_rejects_model_dim_not_divisible_by_num_heads():
     "kwargs, match",
     [
         ({"num_heads": 0, "intermediate_dim": 8}, "`num_heads`.*Received: num_heads=0"),
-        ({"num_heads": 2, "intermediate_dim": -1}, "`intermediate_dim`.*Received: intermediate_dim=-1"),
+        (
+            {"num_heads": 2, "intermediate_dim": -1},
+            "`intermediate_dim`.*Received: intermediate_dim=-1",
+        ),
         ({"num_heads": 2, "intermediate_dim": 8, "dropout": 2}, "`dropout`.*Received: dropout=2"),
-        ({"num_heads": 2, "intermediate_dim": 8, "layer_norm_epsilon": -1.0}, r"Received: layer_norm_epsilon=-1\.0"),
+        (
+            {"num_heads": 2, "intermediate_dim": 8, "layer_norm_epsilon": -1.0},
+            r"Received: layer_norm_epsilon=-1\.0",
+        ),
     ],
 )
 def test_block_rejects_bad_arguments(kwargs, match):
@@ -114,5 +129,7 @@ def test_stack_rejects_bad_num_layers():
 
 
 def test_rejects_rank_two_input():
-    with pytest.raises(ValueError, match=r"`inputs` must be a rank-3.*Received: inputs.shape=\(2, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"`inputs` must be a rank-3.*Received: inputs.shape=\(2, 8\)"
+    ):
         ktl.TransformerEncoder(1, 2, 8)(np.zeros((2, 8), "float32"))

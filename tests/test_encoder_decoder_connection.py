@@ -6,7 +6,8 @@ import pytest
 
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
-from tests.layer_weights import block_params, randomize
+from tests.layer_weights import block_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral_by_hand
 

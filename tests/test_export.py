@@ -15,9 +15,11 @@ import keras_transformer_layers as ktl
 from keras_transformer_layers import export
 from keras_transformer_layers.export import generation_signatures
 from keras_transformer_layers.generation import Generator
-from keras_transformer_layers.tokens import END_ID, START_ID
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
 from tests import export_helpers as helpers
-from tests.generation_fixtures import interface_of, small_model
+from tests.generation_fixtures import interface_of
+from tests.generation_fixtures import small_model
 
 SOURCES = ["abc", "hgfedcba", "jj", "a"]
 MAX_OUTPUT_LENGTH = 12
@@ -75,16 +77,28 @@ def learned_export(tmp_path_factory):
 
 # Inputs outside the embedding tables: (signature, feed, what the error must say).
 BAD_INPUTS = [
-    ("forward", {"encoder_inputs": [[4, 14, 5]], "decoder_inputs": [[1, 2]]},
-     r"`encoder_inputs` must hold token ids in \[0, 14\)\. Received: encoder_inputs with smallest id\] \[4\] \[and largest id\] \[14\]"),
-    ("serving_default", {"encoder_inputs": [[4, 5]], "decoder_inputs": [[1, -1]]},
-     r"`decoder_inputs` must hold token ids in \[0, 14\)\. Received: decoder_inputs with smallest id\] \[-1\]"),
-    ("encoder", {"encoder_inputs": [[1, 10**6]]},
-     r"`encoder_inputs` must hold token ids in \[0, 14\).*\[1000000\]"),
+    (
+        "forward",
+        {"encoder_inputs": [[4, 14, 5]], "decoder_inputs": [[1, 2]]},
+        r"`encoder_inputs` must hold token ids in \[0, 14\)\. Received: encoder_inputs with smallest id\] \[4\] \[and largest id\] \[14\]",
+    ),
+    (
+        "serving_default",
+        {"encoder_inputs": [[4, 5]], "decoder_inputs": [[1, -1]]},
+        r"`decoder_inputs` must hold token ids in \[0, 14\)\. Received: decoder_inputs with smallest id\] \[-1\]",
+    ),
+    (
+        "encoder",
+        {"encoder_inputs": [[1, 10**6]]},
+        r"`encoder_inputs` must hold token ids in \[0, 14\).*\[1000000\]",
+    ),
     ("learned", {"ids": [[1, 16, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[16\]"),
     ("learned", {"ids": [[-1, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[-1\]"),
-    ("learned", {"ids": [[1, 2, 3, 4, 5]]},
-     r"`ids` must be at most 4 tokens long \(the learned position table\)\. Received: ids of length\] \[5\]"),
+    (
+        "learned",
+        {"ids": [[1, 2, 3, 4, 5]]},
+        r"`ids` must be at most 4 tokens long \(the learned position table\)\. Received: ids of length\] \[5\]",
+    ),
 ]
 
 
@@ -97,8 +111,13 @@ def fresh_process_run(exported, learned_export, tmp_path_factory):
     `keras_transformer_layers` cannot be imported before loading.
     """
     work = tmp_path_factory.mktemp("fresh")
-    inputs = [helpers.translation_inputs(14, 2, 6, 5, seed=1), helpers.translation_inputs(14, 3, 9, 4, seed=2)]
-    np.savez(work / "inputs.npz", **{f"{k}_{i}": v for i, x in enumerate(inputs) for k, v in x.items()})
+    inputs = [
+        helpers.translation_inputs(14, 2, 6, 5, seed=1),
+        helpers.translation_inputs(14, 3, 9, 4, seed=2),
+    ]
+    np.savez(
+        work / "inputs.npz", **{f"{k}_{i}": v for i, x in enumerate(inputs) for k, v in x.items()}
+    )
     script = f"""
 import importlib.util, json, sys
 sys.path.extend(json.loads({helpers.site_packages()!r}))
@@ -143,7 +162,13 @@ print("KTL_LOADED" if "keras_transformer_layers" in sys.modules else "KTL_NOT_LO
 
 def test_signatures_are_named(exported):
     assert exported["signatures"] == [
-        "decode_step", "encode", "encoder", "forward", "generate", "serving_default", "translate"
+        "decode_step",
+        "encode",
+        "encoder",
+        "forward",
+        "generate",
+        "serving_default",
+        "translate",
     ]
 
 
@@ -155,9 +180,7 @@ def test_fresh_process_cannot_import_package(fresh_process_run):
 
 def test_fresh_process_forward_and_encoder_match_keras(exported, fresh_process_run):
     model = exported["model"]
-    encoder = keras.Model(
-        model.input["encoder_inputs"], model.get_layer("encoder").output
-    )
+    encoder = keras.Model(model.input["encoder_inputs"], model.get_layer("encoder").output)
     for i, inputs in enumerate(fresh_process_run["inputs"]):
         np.testing.assert_allclose(
             fresh_process_run["outputs"][f"logits_{i}"], model(inputs), atol=1e-5
@@ -172,9 +195,9 @@ def test_fresh_process_forward_and_encoder_match_keras(exported, fresh_process_r
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)))
 def test_fresh_process_signatures_reject_ids_outside_the_tables(fresh_process_run, case):
     """TensorFlow alone, without this package: a loud error, never another row."""
-    assert re.search(BAD_INPUTS[case][2], fresh_process_run["errors"][case]), (
-        fresh_process_run["errors"][case]
-    )
+    assert re.search(BAD_INPUTS[case][2], fresh_process_run["errors"][case]), fresh_process_run[
+        "errors"
+    ][case]
 
 
 def test_fresh_process_learned_positions_in_range_match_keras(learned_export, fresh_process_run):
@@ -190,14 +213,14 @@ def test_signature_checks_run_in_graph_and_eager_calls(learned_export):
     forward, _ = export.forward_function(learned_export["model"])
     # Any length, as in the SavedModel: with a static length the layer itself
     # would refuse a too-long input while tracing.
-    graph_forward = tf.function(
-        forward, input_signature=[tf.TensorSpec((None, None), tf.int32)]
-    )
+    graph_forward = tf.function(forward, input_signature=[tf.TensorSpec((None, None), tf.int32)])
     message = r"`ids` must be at most 4 tokens long"
     for call in (forward, graph_forward):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             call(tf.constant([[1, 2, 3, 4, 5]]))
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` must hold token ids in \[0, 16\)"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"`ids` must hold token ids in \[0, 16\)"
+        ):
             call(tf.constant([[1, -3]]))
     ids = np.array([[3, 0, 7, 15]], "int32")
     np.testing.assert_allclose(
@@ -226,7 +249,10 @@ def test_translate_signature_rejects_a_tokenizer_larger_than_the_model():
     model = helpers.tiny_transformer(8)
     generator = Generator(interface_of(model), max_length=3)
     translate = export.text_translation_function(generator, tokenizer, tokenizer).function
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`source_ids` must hold token ids in \[0, 8\).*\[13\]"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"`source_ids` must hold token ids in \[0, 8\).*\[13\]",
+    ):
         tf.function(translate)(tf.constant(["ajj"]))
 
 
@@ -241,8 +267,7 @@ def test_translate_signature_needs_an_encoder_decoder_generator():
 def test_text_signature_translates_like_keras(exported, fresh_process_run):
     translations = json.loads(fresh_process_run["stdout"].splitlines()[-2])
     expected = [
-        keras_greedy_translation(exported["model"], exported["tokenizer"], text)
-        for text in SOURCES
+        keras_greedy_translation(exported["model"], exported["tokenizer"], text) for text in SOURCES
     ]
     assert translations == expected
     # The untrained model still produces text, so the comparison is not vacuous.
@@ -255,9 +280,16 @@ def test_saved_model_cli_show_and_run(exported):
     commands = {
         "show": [cli, "show", "--dir", exported["path"], "--all"],
         "run": [
-            cli, "run", "--dir", exported["path"], "--tag_set", "serve",
-            "--signature_def", "forward",
-            "--input_exprs", "encoder_inputs=[[4,5,6]];decoder_inputs=[[2,7]]",
+            cli,
+            "run",
+            "--dir",
+            exported["path"],
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "forward",
+            "--input_exprs",
+            "encoder_inputs=[[4,5,6]];decoder_inputs=[[2,7]]",
         ],
     }
     processes = {
@@ -333,7 +365,9 @@ def test_existing_path_is_refused_and_untouched(tmp_path):
     target = tmp_path / "sm"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"`path` already exists.*overwrite=True.*Received: path='.*sm'"):
+    with pytest.raises(
+        ValueError, match=r"`path` already exists.*overwrite=True.*Received: path='.*sm'"
+    ):
         export.export_saved_model(model, target)
     assert os.listdir(target) == ["keep.txt"]
     tflite_target = tmp_path / "m.tflite"
@@ -351,7 +385,9 @@ def test_existing_path_is_refused_and_untouched(tmp_path):
 
 def test_unknown_quantization_is_refused(tmp_path):
     model = helpers.tiny_transformer(11)
-    with pytest.raises(ValueError, match=r"`quantization` must be one of .*Received: quantization='int4'"):
+    with pytest.raises(
+        ValueError, match=r"`quantization` must be one of .*Received: quantization='int4'"
+    ):
         export.export_tflite(model, tmp_path / "m.tflite", quantization="int4")
     assert os.listdir(tmp_path) == []
 
@@ -376,14 +412,19 @@ def test_failed_export_leaves_nothing_behind(tmp_path):
 
     spec = [tf.TensorSpec([None, None], tf.int32, name="encoder_inputs")]
     with pytest.raises(RuntimeError, match="boom"):
-        export.export_saved_model(model, tmp_path / "sm", extra_signatures={"broken": (broken, spec)})
+        export.export_saved_model(
+            model, tmp_path / "sm", extra_signatures={"broken": (broken, spec)}
+        )
     assert os.listdir(tmp_path) == []
 
 
 def test_mixed_precision_model_is_refused_for_tflite(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")
     model = helpers.tiny_transformer(11)
-    with pytest.raises(ValueError, match=r"float32 dtype policy.*Received: model with dtype policies \['mixed_float16'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"float32 dtype policy.*Received: model with dtype policies \['mixed_float16'\]",
+    ):
         export.export_tflite(model, tmp_path / "m.tflite")
     assert os.listdir(tmp_path) == []
 
@@ -391,11 +432,17 @@ def test_mixed_precision_model_is_refused_for_tflite(tmp_path):
 def test_pre_norm_transformer_exports_to_tflite(tmp_path):
     keras.utils.set_random_seed(2)
     model = ktl.build_transformer(
-        11, 11, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16,
+        11,
+        11,
+        num_layers=1,
+        model_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
         normalize_first=True,
     )
     report = export.export_tflite(
-        model, tmp_path / "m.tflite",
+        model,
+        tmp_path / "m.tflite",
         sample_inputs=helpers.translation_inputs(11, 2, 5, 4, seed=6),
     )
     assert report["max_abs_diff"] <= 1e-4

@@ -22,11 +22,19 @@ def test_cli_exports_saved_model_and_quantized_tflite(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [
-            sys.executable, "-m", "keras_transformer_layers.export",
-            str(tmp_path / "model.keras"), str(tmp_path / "out"),
-            "--tflite", "--quantize", "float16",
+            sys.executable,
+            "-m",
+            "keras_transformer_layers.export",
+            str(tmp_path / "model.keras"),
+            str(tmp_path / "out"),
+            "--tflite",
+            "--quantize",
+            "float16",
         ],
-        capture_output=True, text=True, env=env, timeout=240,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     notices = [
@@ -51,7 +59,10 @@ def test_cli_missing_file_exits_non_zero(tmp_path):
     missing = str(tmp_path / "missing.keras")
     result = subprocess.run(
         [sys.executable, "-m", "keras_transformer_layers.export", missing, str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=240,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert result.returncode == 2
     assert f"Received: model={missing!r}" in result.stderr

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers import export
-from keras_transformer_layers.export import _io
 from keras_transformer_layers.export import __main__ as cli
+from keras_transformer_layers.export import _io
 from tests import export_helpers as helpers
 
 
@@ -74,7 +74,9 @@ def snapshot(path):
 
 
 def served_scores(path):
-    return tf.saved_model.load(str(path)).signatures["forward"](ids=tf.constant(IDS))["scores"].numpy()
+    return (
+        tf.saved_model.load(str(path)).signatures["forward"](ids=tf.constant(IDS))["scores"].numpy()
+    )
 
 
 def leftovers(folder):
@@ -130,7 +132,9 @@ def test_rename_and_restore_failure_keeps_previous_for_the_next_run(target, monk
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError, match=r"could not be put back .*injected I/O error.*they are in .*ktl-export.*old"):
+    with pytest.raises(
+        OSError, match=r"could not be put back .*injected I/O error.*they are in .*ktl-export.*old"
+    ):
         export.export_saved_model(small_model(1), target, overwrite=True)
     monkeypatch.undo()
     assert not target.exists()
@@ -274,7 +278,9 @@ def without_litert(monkeypatch):
 
 def test_missing_litert_fails_before_writing(tmp_path, without_litert):
     install = re.escape('Install it from the repository root with `pip install ".[litert]"`')
-    with pytest.raises(ModuleNotFoundError, match=r"`export_tflite` needs .*ai-edge-litert.*" + install):
+    with pytest.raises(
+        ModuleNotFoundError, match=r"`export_tflite` needs .*ai-edge-litert.*" + install
+    ):
         export.export_tflite(small_model(1), tmp_path / "m.tflite")
     assert os.listdir(tmp_path) == []
     (tmp_path / "x.tflite").write_bytes(b"whatever")
@@ -358,7 +364,9 @@ def test_cli_other_failure_exits_2_with_one_line(tmp_path, keras_file, capsys, m
     before = snapshot(out)
     assert cli.main([str(keras_file), str(out), "--overwrite"]) == 2
     line = one_line_error(capsys)
-    assert "the export failed (RuntimeError: converter exploded); OUT_DIR was left as it was" in line
+    assert (
+        "the export failed (RuntimeError: converter exploded); OUT_DIR was left as it was" in line
+    )
     assert snapshot(out) == before
 
 
@@ -394,7 +402,9 @@ def test_two_artifacts_are_replaced_together_or_not_at_all(tmp_path, monkeypatch
     real_replace = os.replace
 
     def replace(src, dst):
-        if os.fspath(dst) == str(tmp_path / "b.tflite") and f"{os.sep}new{os.sep}" in os.fspath(src):
+        if os.fspath(dst) == str(tmp_path / "b.tflite") and f"{os.sep}new{os.sep}" in os.fspath(
+            src
+        ):
             raise OSError(errno.ENOSPC, "injected")
         return real_replace(src, dst)
 

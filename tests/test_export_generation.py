@@ -18,17 +18,20 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_transformer_layers as ktl
-
+from keras_transformer_layers.export import export_decode_step_tflite
+from keras_transformer_layers.export import export_generation_saved_model
+from keras_transformer_layers.export import export_generation_tflite
 from keras_transformer_layers.export import generation as generation_export
-from keras_transformer_layers.export import (
-    export_decode_step_tflite,
-    export_generation_saved_model,
-    export_generation_tflite,
-    generation_signatures,
-)
-from keras_transformer_layers.generation import BeamSearch, Generator, Sampling
-from keras_transformer_layers.tokens import END_ID, START_ID
-from tests.generation_fixtures import interface_of, small_model, sources, trained_model  # noqa: F401
+from keras_transformer_layers.export import generation_signatures
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Sampling
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
+from tests.generation_fixtures import interface_of  # noqa: F401
+from tests.generation_fixtures import small_model  # noqa: F401
+from tests.generation_fixtures import sources  # noqa: F401
+from tests.generation_fixtures import trained_model  # noqa: F401
 
 MAX_LENGTH = 10
 
@@ -84,9 +87,7 @@ def keras_generation(trained_model):
 
 def test_saved_model_generates_in_a_fresh_process(keras_generation, tmp_path):
     generator, source, token_ids, scores = keras_generation
-    report = export_generation_saved_model(
-        generator, tmp_path / "generator", sample_inputs=source
-    )
+    report = export_generation_saved_model(generator, tmp_path / "generator", sample_inputs=source)
     assert report["signatures"] == ["decode_step", "encode", "serving_default"]
     assert report["token_agreement"] == 1.0 and report["max_abs_diff"] <= 1e-4
     (outputs,) = _fresh_process_generate(
@@ -181,9 +182,7 @@ def test_lm_saved_models_generate_in_a_fresh_process(lm_generators, tmp_path):
     generators, expected = lm_generators
     runs = []
     for name, generator in generators.items():
-        report = export_generation_saved_model(
-            generator, tmp_path / name, sample_inputs=PROMPTS
-        )
+        report = export_generation_saved_model(generator, tmp_path / name, sample_inputs=PROMPTS)
         assert report["signatures"] == ["decode_step", "serving_default"]
         assert report["token_agreement"] == 1.0
         runs.append((report["path"], "prompt_ids", PROMPTS.tolist()))
@@ -273,8 +272,11 @@ def test_lm_exports_reject_bad_prompts_in_every_runtime(lm_generators, tmp_path)
         (4, -1, rf"`index` must be in \[0, {LM_MAX_LENGTH}\)"),
     ):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            step(token_ids=tf.constant([[token]]), index=tf.constant(index),
-                 self_attention_cache=tf.constant(cache))
+            step(
+                token_ids=tf.constant([[token]]),
+                index=tf.constant(index),
+                self_attention_cache=tf.constant(cache),
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -294,32 +296,69 @@ def test_exporters_check_their_arguments(table_generator, lm_generators, tmp_pat
     lm_generator = lm_generators[0]["greedy"]
     cases = [
         (lambda: generation_signatures("generator"), "generator", "generator='generator'"),
-        (lambda: generation_signatures(table_generator, step_batch_size=0), "step_batch_size",
-         "step_batch_size=0"),
-        (lambda: generation_signatures(table_generator, step_source_len=5), "step_source_len",
-         "step_source_len=5"),
-        (lambda: generation_signatures(lm_generator, step_source_len=5), "step_source_len",
-         "step_source_len=5"),
+        (
+            lambda: generation_signatures(table_generator, step_batch_size=0),
+            "step_batch_size",
+            "step_batch_size=0",
+        ),
+        (
+            lambda: generation_signatures(table_generator, step_source_len=5),
+            "step_source_len",
+            "step_source_len=5",
+        ),
+        (
+            lambda: generation_signatures(lm_generator, step_source_len=5),
+            "step_source_len",
+            "step_source_len=5",
+        ),
         (lambda: export_generation_saved_model(table_generator, 3), "path", "path=3"),
-        (lambda: export_generation_saved_model(table_generator, tmp_path / "sm",
-                                               overwrite="yes"), "overwrite", "overwrite='yes'"),
-        (lambda: export_generation_saved_model(table_generator, tmp_path / "no" / "sm"),
-         "path", "path="),
-        (lambda: export_generation_tflite(table_generator, tmp_path / "g.tflite",
-                                          batch_size=None), "batch_size", "batch_size=None"),
-        (lambda: export_generation_tflite(table_generator, tmp_path / "g.tflite",
-                                          input_len=5), "input_len", "input_len=5"),
-        (lambda: export_generation_tflite(table_generator, tmp_path / "g.lite"), "path",
-         "path="),
-        (lambda: export_generation_tflite(None, tmp_path / "g.tflite"), "generator",
-         "generator=None"),
-        (lambda: export_decode_step_tflite(table_generator, tmp_path / "step",
-                                           source_len=None), "source_len", "source_len=None"),
-        (lambda: export_decode_step_tflite(table_generator, tmp_path / "step",
-                                           batch_size=1.0, source_len=4), "batch_size",
-         "batch_size=1.0"),
-        (lambda: export_decode_step_tflite(lm_generator, tmp_path / "step", source_len=4),
-         "source_len", "source_len=4"),
+        (
+            lambda: export_generation_saved_model(
+                table_generator, tmp_path / "sm", overwrite="yes"
+            ),
+            "overwrite",
+            "overwrite='yes'",
+        ),
+        (
+            lambda: export_generation_saved_model(table_generator, tmp_path / "no" / "sm"),
+            "path",
+            "path=",
+        ),
+        (
+            lambda: export_generation_tflite(
+                table_generator, tmp_path / "g.tflite", batch_size=None
+            ),
+            "batch_size",
+            "batch_size=None",
+        ),
+        (
+            lambda: export_generation_tflite(table_generator, tmp_path / "g.tflite", input_len=5),
+            "input_len",
+            "input_len=5",
+        ),
+        (lambda: export_generation_tflite(table_generator, tmp_path / "g.lite"), "path", "path="),
+        (
+            lambda: export_generation_tflite(None, tmp_path / "g.tflite"),
+            "generator",
+            "generator=None",
+        ),
+        (
+            lambda: export_decode_step_tflite(table_generator, tmp_path / "step", source_len=None),
+            "source_len",
+            "source_len=None",
+        ),
+        (
+            lambda: export_decode_step_tflite(
+                table_generator, tmp_path / "step", batch_size=1.0, source_len=4
+            ),
+            "batch_size",
+            "batch_size=1.0",
+        ),
+        (
+            lambda: export_decode_step_tflite(lm_generator, tmp_path / "step", source_len=4),
+            "source_len",
+            "source_len=4",
+        ),
     ]
     for export, name, received in cases:
         with pytest.raises(ValueError, match=rf"`{name}`[\s\S]*Received: {re.escape(received)}"):
@@ -386,9 +425,9 @@ def test_tflite_fails_closed_on_bad_ids_and_lengths(table_generator, tmp_path):
         name: encoded[name]
         for name in ("self_attention_cache", "cross_attention_cache", "source_mask")
     }
-    logits = step(
-        token_ids=np.array([[START_ID]], "int32"), index=np.array(0, "int32"), **caches
-    )["logits"]
+    logits = step(token_ids=np.array([[START_ID]], "int32"), index=np.array(0, "int32"), **caches)[
+        "logits"
+    ]
     np.testing.assert_array_equal(logits[0, [0, START_ID]], -1e9)
     for token, index in ((12, 0), (-1, 0), (START_ID, 4), (START_ID, -1)):
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
@@ -402,14 +441,27 @@ def test_tflite_fails_closed_on_bad_ids_and_lengths(table_generator, tmp_path):
 def _exports(table_generator, tmp_path):
     """`(name, export(overwrite), path)` for the three generation exporters."""
     return [
-        ("saved_model", lambda overwrite: export_generation_saved_model(
-            table_generator, tmp_path / "sm", overwrite=overwrite), tmp_path / "sm"),
-        ("tflite", lambda overwrite: export_generation_tflite(
-            table_generator, tmp_path / "g.tflite", overwrite=overwrite),
-         tmp_path / "g.tflite"),
-        ("decode_step", lambda overwrite: export_decode_step_tflite(
-            table_generator, tmp_path / "step", source_len=4, overwrite=overwrite),
-         tmp_path / "step"),
+        (
+            "saved_model",
+            lambda overwrite: export_generation_saved_model(
+                table_generator, tmp_path / "sm", overwrite=overwrite
+            ),
+            tmp_path / "sm",
+        ),
+        (
+            "tflite",
+            lambda overwrite: export_generation_tflite(
+                table_generator, tmp_path / "g.tflite", overwrite=overwrite
+            ),
+            tmp_path / "g.tflite",
+        ),
+        (
+            "decode_step",
+            lambda overwrite: export_decode_step_tflite(
+                table_generator, tmp_path / "step", source_len=4, overwrite=overwrite
+            ),
+            tmp_path / "step",
+        ),
     ]
 
 

@@ -108,9 +108,7 @@ def test_standalone_process_never_imports_tensorflow(standalone_run):
     assert standalone_run["imported"] == []
 
 
-@pytest.mark.parametrize(
-    "file", ["keras_transformer", "keras_classifier", "ktl_transformer"]
-)
+@pytest.mark.parametrize("file", ["keras_transformer", "keras_classifier", "ktl_transformer"])
 def test_builtin_ops_only(tflite_files, standalone_run, file):
     ops = export.tflite_op_names(tflite_files["folder"] / f"{file}.tflite")
     assert [op for op in ops if op.startswith("CUSTOM") or "Flex" in op] == []
@@ -135,9 +133,7 @@ def test_standalone_transformer_matches_keras(
     else:
         model, key, vocabulary = quantized_reports[2], "ktl_", 128
     for i, inputs in enumerate(standalone_run["inputs"]):
-        keras_inputs = {
-            k: inputs[key + k] for k in ("encoder_inputs", "decoder_inputs")
-        }
+        keras_inputs = {k: inputs[key + k] for k in ("encoder_inputs", "decoder_inputs")}
         got = standalone_run["outputs"][f"{file}_{i}"]
         assert got.shape == (SHAPES[i][0], SHAPES[i][2], vocabulary)
         np.testing.assert_allclose(got, model(keras_inputs), atol=1e-4)
@@ -220,12 +216,16 @@ def test_tflite_op_names_refuses_truncated_or_foreign_files(tflite_files, tmp_pa
     for size in (0, 4, 8, 64, len(data) // 3, len(data) // 2, len(data) - 1):
         path = tmp_path / f"cut_{size}.tflite"
         path.write_bytes(data[:size])
-        with pytest.raises(ValueError, match=rf"`path` .*TFLite flat buffer.*Received: path='.*cut_{size}\.tflite'"):
+        with pytest.raises(
+            ValueError, match=rf"`path` .*TFLite flat buffer.*Received: path='.*cut_{size}\.tflite'"
+        ):
             export.tflite_op_names(path)
     (tmp_path / "x.tflite").write_bytes(b"PK\x03\x04 a zip, not a model")
     with pytest.raises(ValueError, match=r"identifier 'TFL3'.*Received: path='.*x\.tflite'"):
         export.tflite_op_names(tmp_path / "x.tflite")
-    with pytest.raises(ValueError, match=r"must be an existing `\.tflite` file. Received: path='.*missing"):
+    with pytest.raises(
+        ValueError, match=r"must be an existing `\.tflite` file. Received: path='.*missing"
+    ):
         export.tflite_op_names(str(tmp_path / "missing.tflite"))
 
 

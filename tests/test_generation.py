@@ -9,25 +9,23 @@ from keras import ops
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers import generation
-from keras_transformer_layers.generation import (
-    BeamSearch,
-    Generator,
-    Greedy,
-    Sampling,
-    length_penalty,
-    strategies,
-)
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Greedy
+from keras_transformer_layers.generation import Sampling
+from keras_transformer_layers.generation import length_penalty
+from keras_transformer_layers.generation import strategies
 from keras_transformer_layers.models import CachedDecoding
-from keras_transformer_layers.tokens import END_ID, PADDING_ID, START_ID
-from tests.generation_fixtures import (
-    full_logits,
-    interface_of,
-    recompute_greedy,
-    sequence_log_prob,
-    small_model,
-    sources,
-    trained_model,  # noqa: F401  (pytest fixture)
-)
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import PADDING_ID
+from keras_transformer_layers.tokens import START_ID
+from tests.generation_fixtures import full_logits
+from tests.generation_fixtures import interface_of
+from tests.generation_fixtures import recompute_greedy
+from tests.generation_fixtures import sequence_log_prob
+from tests.generation_fixtures import small_model
+from tests.generation_fixtures import sources
+from tests.generation_fixtures import trained_model  # noqa: F401  (pytest fixture)
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -90,7 +88,8 @@ def test_end_token_stops_each_row_and_max_length_is_respected(trained_model, gre
 def test_beam_search_with_one_beam_is_greedy(trained_model, greedy):
     _, greedy_ids, greedy_scores = greedy
     beam, beam_scores = Generator(
-        interface_of(trained_model), BeamSearch(num_beams=1, length_penalty=0.0),
+        interface_of(trained_model),
+        BeamSearch(num_beams=1, length_penalty=0.0),
         max_length=MAX_LENGTH,
     ).generate(sources(4), return_scores=True)
     np.testing.assert_array_equal(beam, greedy_ids)
@@ -116,13 +115,14 @@ def test_beam_scores_follow_the_length_penalty_formula(trained_model):
     chosen = {}
     for alpha in (0.0, 1.0):
         beam, scores = Generator(
-            interface_of(trained_model), BeamSearch(num_beams=3, length_penalty=alpha),
+            interface_of(trained_model),
+            BeamSearch(num_beams=3, length_penalty=alpha),
             max_length=MAX_LENGTH,
         ).generate(source, return_scores=True)
         lengths = (beam != 0).sum(1)
-        expected = sequence_log_prob(trained_model, beam, source=source) / (
-            (5.0 + lengths) / 6.0
-        ) ** alpha
+        expected = (
+            sequence_log_prob(trained_model, beam, source=source) / ((5.0 + lengths) / 6.0) ** alpha
+        )
         np.testing.assert_allclose(scores, expected, atol=1e-4)
         chosen[alpha] = lengths
     # The same final beams ranked with a larger alpha never pick a shorter one.
@@ -189,7 +189,8 @@ def test_every_step_draws_differently_and_a_seed_repeats():
 def test_top_k_samples_only_among_the_k_best(trained_model):
     source = sources(4)
     sampled = Generator(
-        interface_of(trained_model), Sampling(top_k=2, temperature=10.0, seed=0),
+        interface_of(trained_model),
+        Sampling(top_k=2, temperature=10.0, seed=0),
         max_length=MAX_LENGTH,
     ).generate(source)
     decoder_inputs = np.concatenate([np.full((4, 1), START_ID, "int32"), sampled[:, :-1]], axis=1)
@@ -216,8 +217,11 @@ def test_generator_on_a_pre_norm_model_composed_of_the_layers():
         head(decoder(target_embedding(target_ids), memory)),
     )
     interface = CachedDecoding(
-        encoder_embedding=source_embedding, encoder=encoder,
-        decoder_embedding=target_embedding, decoder=decoder, logits=head,
+        encoder_embedding=source_embedding,
+        encoder=encoder,
+        decoder_embedding=target_embedding,
+        decoder=decoder,
+        logits=head,
     )
     generator = Generator(interface, max_length=6, end_id=11)
     source = np.array([[3, 4, 5, 0], [6, 7, 8, 9]], "int32")
@@ -228,8 +232,11 @@ def test_generator_on_a_pre_norm_model_composed_of_the_layers():
 
 @pytest.mark.parametrize(
     "strategy",
-    [Greedy(), BeamSearch(num_beams=3, length_penalty=1.0),
-     Sampling(temperature=0.5, top_k=4, top_p=0.9, seed=5)],
+    [
+        Greedy(),
+        BeamSearch(num_beams=3, length_penalty=1.0),
+        Sampling(temperature=0.5, top_k=4, top_p=0.9, seed=5),
+    ],
     ids=["greedy", "beam_search", "sampling"],
 )
 def test_get_config_round_trip(trained_model, strategy):
@@ -241,15 +248,12 @@ def test_get_config_round_trip(trained_model, strategy):
     assert revived.strategy.get_config() == strategy.get_config()
     assert config["max_length"] == 7
     # The strategy alone round-trips through Keras serialization.
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(strategy)
-    )
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
     assert type(restored) is type(strategy) and restored.get_config() == strategy.get_config()
 
 
 @pytest.mark.parametrize(
-    "name, strategy_type", [("greedy", Greedy), ("beam_search", BeamSearch),
-                            ("sampling", Sampling)]
+    "name, strategy_type", [("greedy", Greedy), ("beam_search", BeamSearch), ("sampling", Sampling)]
 )
 def test_strategy_names_give_default_settings(trained_model, name, strategy_type):
     generator = Generator(interface_of(trained_model), name, max_length=3)

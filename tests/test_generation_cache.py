@@ -11,8 +11,11 @@ from keras import ops
 
 import keras_transformer_layers as ktl
 from tests import numpy_reference as ref
-from tests.generation_fixtures import cached_step_logits, full_logits, small_model
-from tests.layer_weights import attention_params, randomize
+from tests.generation_fixtures import cached_step_logits
+from tests.generation_fixtures import full_logits
+from tests.generation_fixtures import small_model
+from tests.layer_weights import attention_params
+from tests.layer_weights import randomize
 
 pytestmark = pytest.mark.backend_neutral_by_hand
 
@@ -46,9 +49,7 @@ def test_cached_self_attention_matches_numpy_reference_step_by_step():
         expected, _ = ref.multi_head_attention(
             query[example], query[example], attention_params(layer), causal
         )
-        np.testing.assert_allclose(
-            np.concatenate(outputs, axis=1)[example], expected, atol=1e-5
-        )
+        np.testing.assert_allclose(np.concatenate(outputs, axis=1)[example], expected, atol=1e-5)
 
 
 def test_cached_prefill_then_step_matches_one_pass_with_padding():
@@ -60,12 +61,22 @@ def test_cached_prefill_then_step_matches_one_pass_with_padding():
     )
     cache = np.zeros((2, 2, 6, 2, 4), "float32")
     first, cache = layer(
-        query[:, :3], query[:, :3], query_mask=padding[:, :3], value_mask=padding[:, :3],
-        use_causal_mask=True, cache=cache, cache_update_index=0,
+        query[:, :3],
+        query[:, :3],
+        query_mask=padding[:, :3],
+        value_mask=padding[:, :3],
+        use_causal_mask=True,
+        cache=cache,
+        cache_update_index=0,
     )
     second, cache = layer(
-        query[:, 3:], query[:, 3:], query_mask=padding[:, 3:], value_mask=padding[:, 3:],
-        use_causal_mask=True, cache=cache, cache_update_index=3,
+        query[:, 3:],
+        query[:, 3:],
+        query_mask=padding[:, 3:],
+        value_mask=padding[:, 3:],
+        use_causal_mask=True,
+        cache=cache,
+        cache_update_index=3,
     )
     np.testing.assert_allclose(
         np.concatenate([ops.convert_to_numpy(first), ops.convert_to_numpy(second)], axis=1),
@@ -92,8 +103,10 @@ def test_cache_output_spec_matches_eager_structure():
     cache = keras.Input((2, 7, 2, 4))
     symbolic = layer(query, query, cache=cache, cache_update_index=0, return_attention_scores=True)
     eager = layer(
-        np.ones((3, 1, 8), "float32"), np.ones((3, 1, 8), "float32"),
-        cache=np.zeros((3, 2, 7, 2, 4), "float32"), cache_update_index=0,
+        np.ones((3, 1, 8), "float32"),
+        np.ones((3, 1, 8), "float32"),
+        cache=np.zeros((3, 2, 7, 2, 4), "float32"),
+        cache_update_index=0,
         return_attention_scores=True,
     )
     assert [tuple(t.shape)[1:] for t in symbolic] == [tuple(t.shape)[1:] for t in eager]

@@ -8,15 +8,14 @@ import pytest
 from keras import ops
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.generation import (
-    BeamSearch,
-    Generator,
-    Greedy,
-    Sampling,
-    length_penalty,
-)
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Greedy
+from keras_transformer_layers.generation import Sampling
+from keras_transformer_layers.generation import length_penalty
 from keras_transformer_layers.models import CachedDecoding
-from tests.generation_fixtures import recompute_greedy, small_model
+from tests.generation_fixtures import recompute_greedy
+from tests.generation_fixtures import small_model
 
 pytestmark = pytest.mark.backend_neutral_by_hand
 
@@ -76,10 +75,8 @@ def _match(name, received):
         (lambda: Sampling(seed=1.5), "seed", "seed=1.5"),
         (lambda: BeamSearch(num_beams=0), "num_beams", "num_beams=0"),
         (lambda: BeamSearch(num_beams=2.0), "num_beams", "num_beams=2.0"),
-        (lambda: BeamSearch(length_penalty=float("inf")), "length_penalty",
-         "length_penalty=inf"),
-        (lambda: BeamSearch(length_penalty=float("nan")), "length_penalty",
-         "length_penalty=nan"),
+        (lambda: BeamSearch(length_penalty=float("inf")), "length_penalty", "length_penalty=inf"),
+        (lambda: BeamSearch(length_penalty=float("nan")), "length_penalty", "length_penalty=nan"),
         (lambda: BeamSearch(length_penalty="0.6"), "length_penalty", "length_penalty='0.6'"),
         (lambda: BeamSearch(length_penalty=-0.5), "length_penalty", "length_penalty=-0.5"),
     ],
@@ -97,8 +94,11 @@ def test_bad_strategy_settings_are_value_errors_naming_the_argument(make, name, 
         ({"strategy": 1}, "strategy", "strategy=1"),
         ({"strategy": Greedy}, "strategy", "strategy=<class"),
         ({"jit_compile": "yes"}, "jit_compile", "jit_compile='yes'"),
-        ({"strategy": BeamSearch(length_penalty=1e6)}, "length_penalty",
-         "length_penalty=1000000.0, max_length=32"),
+        (
+            {"strategy": BeamSearch(length_penalty=1e6)},
+            "length_penalty",
+            "length_penalty=1000000.0, max_length=32",
+        ),
         ({"strategy": Sampling(top_k=13)}, "top_k", "top_k=13"),
         ({"strategy": Sampling(top_k=40)}, "top_k", "top_k=40"),
         ({"start_id": -1}, "start_id", "start_id=-1"),
@@ -165,8 +165,15 @@ def test_seed_is_not_wrapped(model):
         (np.zeros((2, 0), "int32"), "inputs.shape=(2, 0)"),
     ],
     ids=[
-        "float", "float_tensor", "bool", "string", "rank1", "rank3", "ragged_list",
-        "empty_batch", "empty_rows",
+        "float",
+        "float_tensor",
+        "bool",
+        "string",
+        "rank1",
+        "rank3",
+        "ragged_list",
+        "empty_batch",
+        "empty_rows",
     ],
 )
 def test_generate_rejects_inputs_that_are_not_an_integer_matrix(model, inputs, received):
@@ -195,7 +202,10 @@ def test_generate_takes_lists_arrays_and_tensors_alike(model):
     ):
         np.testing.assert_array_equal(generator.generate(inputs), expected)
     for name, value in (
-        ("return_scores", "yes"), ("batch_size", 0), ("batch_size", 2.0), ("verbose", "yes"),
+        ("return_scores", "yes"),
+        ("batch_size", 0),
+        ("batch_size", 2.0),
+        ("verbose", "yes"),
         ("verbose", 3),
     ):
         with pytest.raises(ValueError, match=_match(name, f"{name}={value!r}")):
@@ -253,8 +263,11 @@ def test_logits_wider_than_the_decoder_embedding_are_rejected():
     memory = encoder(encoder_embedding(source_ids))
     keras.Model([source_ids, target_ids], dense(decoder(decoder_embedding(target_ids), memory)))
     interface = CachedDecoding(
-        encoder_embedding=encoder_embedding, encoder=encoder,
-        decoder_embedding=decoder_embedding, decoder=decoder, logits=dense,
+        encoder_embedding=encoder_embedding,
+        encoder=encoder,
+        decoder_embedding=decoder_embedding,
+        decoder=decoder,
+        logits=dense,
     )
     # Ids 12 and 13 could be generated but not fed back.
     with pytest.raises(ValueError, match=r"`logits`[\s\S]*\(12\)[\s\S]*Received: logits width=14"):
@@ -268,8 +281,11 @@ def test_model_without_the_interface_is_rejected_with_advice():
     # how to get it.
     inputs = keras.Input((None,), dtype="int32")
     plain = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Embedding(4, 4)(inputs)))
-    with pytest.raises(ValueError, match=r"`model` must have the decoding interface[\s\S]*"
-                       r"CachedDecoding[\s\S]*Received: model="):
+    with pytest.raises(
+        ValueError,
+        match=r"`model` must have the decoding interface[\s\S]*"
+        r"CachedDecoding[\s\S]*Received: model=",
+    ):
         Generator(plain)
 
 
@@ -296,8 +312,7 @@ def test_length_penalty_function_checks_its_arguments():
         (np.array([[4, 12]]), "inputs with values in [4, 12]"),
         (np.array([[4, -1]]), "inputs with values in [-1, 4]"),
     ],
-    ids=["empty_row", "left_padded", "padding_inside", "too_long", "id_too_large",
-         "negative_id"],
+    ids=["empty_row", "left_padded", "padding_inside", "too_long", "id_too_large", "negative_id"],
 )
 def test_bad_prompts_are_value_errors(lm, prompts, received):
     generator = Generator(lm[1], max_length=6)

@@ -18,27 +18,27 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_transformer_layers.generation import BeamSearch, Generator, Greedy, Sampling
-from keras_transformer_layers.tokens import END_ID, START_ID
-from tests.generation_fixtures import (
-    assert_no_special_ids_before_end,
-    cached_step_logits,
-    full_logits,
-    live_positions,
-    recompute_beam,
-    recompute_greedy,
-    recompute_sample,
-    sampling_logits,
-    sequence_log_prob,
-    small_model,
-)
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Greedy
+from keras_transformer_layers.generation import Sampling
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
+from tests.generation_fixtures import assert_no_special_ids_before_end
+from tests.generation_fixtures import cached_step_logits
+from tests.generation_fixtures import full_logits
+from tests.generation_fixtures import live_positions
+from tests.generation_fixtures import recompute_beam
+from tests.generation_fixtures import recompute_greedy
+from tests.generation_fixtures import recompute_sample
+from tests.generation_fixtures import sampling_logits
+from tests.generation_fixtures import sequence_log_prob
+from tests.generation_fixtures import small_model
 
 pytestmark = pytest.mark.backend_neutral
 
 MAX_LENGTH = 8
-SOURCE = np.array(
-    [[4, 5, 6, 0, 0], [7, 8, 9, 10, 11], [5, 5, 0, 0, 0], [11, 10, 9, 8, 0]], "int32"
-)
+SOURCE = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 10, 11], [5, 5, 0, 0, 0], [11, 10, 9, 8, 0]], "int32")
 # Decoder-only prompts of 1 to 5 tokens, right-padded.
 PROMPTS = np.array(
     [[4, 5, 6, 0, 0], [7, 8, 9, 10, 11], [5, 0, 0, 0, 0], [11, 10, 9, 8, 0]], "int32"
@@ -91,8 +91,9 @@ def _prompt_lengths(kind):
     return None if kind == "seq2seq" else PROMPT_LENGTHS
 
 
-def assert_cached_equals_full(model, interface, token_ids, references, start_id=START_ID,
-                              end_id=END_ID):
+def assert_cached_equals_full(
+    model, interface, token_ids, references, start_id=START_ID, end_id=END_ID
+):
     """The cached logits after every generated prefix equal the full model's on it."""
     source = references.get("source")
     if source is not None:
@@ -167,7 +168,9 @@ def test_beam_search_excludes_padding_and_start_and_equals_full_recompute(
     model, interface, references, inputs, max_length = _setup(biased_models, kind)
     alpha = 0.0 if mode == "xla" else 0.6
     generator = Generator(
-        interface, BeamSearch(num_beams=3, length_penalty=alpha), max_length=max_length,
+        interface,
+        BeamSearch(num_beams=3, length_penalty=alpha),
+        max_length=max_length,
         jit_compile=mode == "xla",
     )
     token_ids, scores = run(generator, inputs, mode)
@@ -205,13 +208,14 @@ def test_sampling_excludes_padding_and_start_and_equals_full_recompute(
 ):
     model, interface, references, inputs, max_length = _setup(biased_models, kind)
     generator = Generator(
-        interface, Sampling(seed=11, **settings), max_length=max_length,
+        interface,
+        Sampling(seed=11, **settings),
+        max_length=max_length,
         jit_compile=mode == "xla",
     )
     token_ids, scores = run(generator, inputs, mode, seed=11)
     assert_no_special_ids_before_end(token_ids, prompt_lengths=_prompt_lengths(kind))
-    np.testing.assert_allclose(scores, sequence_log_prob(model, token_ids, **references),
-                               atol=1e-4)
+    np.testing.assert_allclose(scores, sequence_log_prob(model, token_ids, **references), atol=1e-4)
     # The counter-based draw gives the same tokens eagerly, compiled and under XLA.
     expected_ids, _ = expected(
         (kind, "sampling", tuple(sorted(settings.items()))),
@@ -311,9 +315,7 @@ def test_model_without_padding_mask_attends_to_every_source_id(kind):
     inputs = SOURCE if kind == "seq2seq" else PROMPTS
     token_ids = Generator(interface, max_length=max_length).generate(inputs)
     assert_cached_equals_full(model, interface, token_ids, references)
-    np.testing.assert_array_equal(
-        token_ids, recompute_greedy(model, max_length, **references)[0]
-    )
+    np.testing.assert_array_equal(token_ids, recompute_greedy(model, max_length, **references)[0])
 
 
 @KINDS
@@ -332,5 +334,5 @@ def test_later_weight_updates_are_seen(kind):
     after = generator.generate(inputs)
     assert not np.array_equal(after, before)
     np.testing.assert_array_equal(after, recompute_greedy(model, max_length, **references)[0])
-    generated = after if kind == "seq2seq" else after[:, PROMPTS.shape[1]:]
+    generated = after if kind == "seq2seq" else after[:, PROMPTS.shape[1] :]
     assert np.all(generated == 7)

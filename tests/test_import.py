@@ -81,7 +81,10 @@ def test_unknown_attribute_is_an_attribute_error():
         keras_transformer_layers.dat  # noqa: B018
     assert not hasattr(keras_transformer_layers, "Seq2Seq_typo")
     assert set(keras_transformer_layers.LAZY_SUBMODULES) >= {
-        "data", "export", "generation", "plotting"
+        "data",
+        "export",
+        "generation",
+        "plotting",
     }
 
 
@@ -116,21 +119,33 @@ def test_data_loads_on_first_access_and_registers_only_the_tokenizer():
         f"keras_transformer_layers>{name}"
         for name in ("BeamSearch", "Greedy", "Sampling", "TextTokenizer")
     ]
-    for name in ("MultiHeadAttention", "TransformerDecoder", "TransformerSchedule",
-                 "TransformerAdam", "MaskedSparseCategoricalCrossentropy", "MaskedAccuracy"):
+    for name in (
+        "MultiHeadAttention",
+        "TransformerDecoder",
+        "TransformerSchedule",
+        "TransformerAdam",
+        "MaskedSparseCategoricalCrossentropy",
+        "MaskedAccuracy",
+    ):
         assert f"keras_transformer_layers>{name}" in loaded["bare"]
 
 
 def test_missing_extras_name_the_install_command_from_the_clone(tmp_path, monkeypatch):
     # `None` in `sys.modules` makes an import fail, as without the extra.
-    for name in ("tensorflow_datasets", "matplotlib", "matplotlib.backends.backend_agg",
-                 "matplotlib.figure"):
+    for name in (
+        "tensorflow_datasets",
+        "matplotlib",
+        "matplotlib.backends.backend_agg",
+        "matplotlib.figure",
+    ):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "keras_transformer_layers.data", raising=False)
     with pytest.raises(
         ModuleNotFoundError,
-        match=re.escape('needs tensorflow-datasets. Install the extra from the repository '
-                        'root: pip install ".[data]"'),
+        match=re.escape(
+            "needs tensorflow-datasets. Install the extra from the repository "
+            'root: pip install ".[data]"'
+        ),
     ):
         importlib.import_module("keras_transformer_layers.data")
     from keras_transformer_layers import plotting
@@ -166,8 +181,13 @@ def test_eager_modules_import_no_heavy_module_at_module_level():
             checked[str(path.relative_to(PACKAGE))] = sorted(
                 module_level_imports(path) & set(HEAVY)
             )
-    assert {"layers/attention.py", "models/transformer.py", "training/schedule.py",
-            "tokens.py", "_validation.py"} <= set(checked)
+    assert {
+        "layers/attention.py",
+        "models/transformer.py",
+        "training/schedule.py",
+        "tokens.py",
+        "_validation.py",
+    } <= set(checked)
     assert {name: heavy for name, heavy in checked.items() if heavy} == {}
 
 

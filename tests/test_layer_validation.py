@@ -113,7 +113,11 @@ CONSTRUCTOR_CASES = (
             ("bias_initializer", "nope"),
         ]
     ]
-    + [(cls, STACK_ARGS, "num_layers", v) for cls in [ktl.TransformerEncoder, ktl.TransformerDecoder] for v in [0, 1.0]]
+    + [
+        (cls, STACK_ARGS, "num_layers", v)
+        for cls in [ktl.TransformerEncoder, ktl.TransformerDecoder]
+        for v in [0, 1.0]
+    ]
 )
 
 
@@ -144,7 +148,9 @@ TRANSFORMER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, value", TRANSFORMER_CASES, ids=[f"{n}={v!r}" for n, v in TRANSFORMER_CASES])
+@pytest.mark.parametrize(
+    "name, value", TRANSFORMER_CASES, ids=[f"{n}={v!r}" for n, v in TRANSFORMER_CASES]
+)
 def test_build_transformer_rejects_bad_settings(name, value):
     with pytest.raises(ValueError, match=received(name, value)):
         ktl.build_transformer(**{**TRANSFORMER_ARGS, name: value})
@@ -188,11 +194,19 @@ def built(layer, *args):
 def test_add_norm_rejects_broadcasting_and_other_shapes(mode):
     layer = built(ktl.AddNorm(), floats(2, 4, 8), floats(2, 4, 8))
     for sub in [floats(2, 1, 8), floats(2, 4, 6), floats(1, 4, 8)]:
-        with pytest.raises(ValueError, match=re.escape(f"Received: sublayer_output.shape={sub.shape}")):
+        with pytest.raises(
+            ValueError, match=re.escape(f"Received: sublayer_output.shape={sub.shape}")
+        ):
             run_in(mode, layer, floats(2, 4, 8), sub)
-    with pytest.raises(ValueError, match=r"`inputs`.*built with, here \(\?, \?, 8\).*Received: inputs.shape=\(2, 4, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`inputs`.*built with, here \(\?, \?, 8\).*Received: inputs.shape=\(2, 4, 6\)",
+    ):
         run_in(mode, layer, floats(2, 4, 6), floats(2, 4, 6))
-    with pytest.raises(ValueError, match="`sublayer_output` must be a floating-point.*Received: sublayer_output.dtype=int32"):
+    with pytest.raises(
+        ValueError,
+        match="`sublayer_output` must be a floating-point.*Received: sublayer_output.dtype=int32",
+    ):
         run_in(mode, layer, floats(2, 4, 8), np.ones((2, 4, 8), "int32"))
 
 
@@ -204,9 +218,13 @@ def test_add_norm_rejects_broadcasting_in_a_functional_model():
 @pytest.mark.parametrize("mode", MODES)
 def test_feed_forward_rejects_another_width_and_ints(mode):
     layer = built(ktl.FeedForward(16), floats(2, 3, 8))
-    with pytest.raises(ValueError, match=r"`inputs`.*here \(\?, \?, 8\).*Received: inputs.shape=\(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`inputs`.*here \(\?, \?, 8\).*Received: inputs.shape=\(2, 3, 4\)"
+    ):
         run_in(mode, layer, floats(2, 3, 4))
-    with pytest.raises(ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"):
+    with pytest.raises(
+        ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"
+    ):
         run_in(mode, layer, np.ones((2, 3, 8), "int32"))
 
 
@@ -214,13 +232,20 @@ def test_feed_forward_rejects_another_width_and_ints(mode):
 @pytest.mark.parametrize("cls, args", BLOCKS_AND_STACKS[:2], ids=["block", "stack"])
 def test_encoder_rejects_another_width_ints_and_bad_masks(mode, cls, args):
     layer = built(cls(**args), floats(2, 5, 8))
-    with pytest.raises(ValueError, match=r"`inputs`.*built with, here \(\?, \?, 8\).*Received: inputs.shape=\(2, 5, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`inputs`.*built with, here \(\?, \?, 8\).*Received: inputs.shape=\(2, 5, 16\)",
+    ):
         run_in(mode, layer, floats(2, 5, 16))
-    with pytest.raises(ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"):
+    with pytest.raises(
+        ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"
+    ):
         run_in(mode, layer, np.ones((2, 5, 8), "int32"))
     # Wrong length, wrong batch, and a (batch, 1) mask that would broadcast.
     for mask in [np.ones((2, 3), bool), np.ones((1, 5), bool), np.ones((2, 1), bool)]:
-        with pytest.raises(ValueError, match=re.escape(f"here (2, 5). Received: mask.shape={mask.shape}")):
+        with pytest.raises(
+            ValueError, match=re.escape(f"here (2, 5). Received: mask.shape={mask.shape}")
+        ):
             run_in(mode, lambda x, m: layer(x, mask=m), floats(2, 5, 8), mask)
 
 
@@ -234,25 +259,65 @@ def test_decoder_rejects_other_widths_batches_ints_and_bad_masks(mode, cls, args
         match=r"`encoder_outputs` must have the same last dimension.*encoder_outputs.shape\[-1\]=16, decoder_inputs.shape\[-1\]=8",
     ):
         run_in(mode, layer, target, floats(2, 6, 16))
-    with pytest.raises(ValueError, match=re.escape("batch size of `decoder_inputs`, here (2, ?, ?). Received: encoder_outputs.shape=(3, 6, 8)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "batch size of `decoder_inputs`, here (2, ?, ?). Received: encoder_outputs.shape=(3, 6, 8)"
+        ),
+    ):
         run_in(mode, layer, target, floats(3, 6, 8))
-    with pytest.raises(ValueError, match=re.escape("built with, here (?, ?, 8). Received: decoder_inputs.shape=(2, 4, 6)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("built with, here (?, ?, 8). Received: decoder_inputs.shape=(2, 4, 6)"),
+    ):
         run_in(mode, layer, floats(2, 4, 6), floats(2, 6, 6))
-    with pytest.raises(ValueError, match="`decoder_inputs` must be a floating-point.*Received: decoder_inputs.dtype=int32"):
+    with pytest.raises(
+        ValueError,
+        match="`decoder_inputs` must be a floating-point.*Received: decoder_inputs.dtype=int32",
+    ):
         run_in(mode, layer, np.ones((2, 4, 8), "int32"), source)
-    with pytest.raises(ValueError, match="`encoder_outputs` must be a floating-point.*Received: encoder_outputs.dtype=int32"):
+    with pytest.raises(
+        ValueError,
+        match="`encoder_outputs` must be a floating-point.*Received: encoder_outputs.dtype=int32",
+    ):
         run_in(mode, layer, target, np.ones((2, 6, 8), "int32"))
-    with pytest.raises(ValueError, match=re.escape("here (2, 4). Received: decoder_inputs_mask.shape=(2, 6)")):
-        run_in(mode, lambda t, s, m: layer(t, s, decoder_inputs_mask=m), target, source, np.ones((2, 6), bool))
-    with pytest.raises(ValueError, match=re.escape("here (2, 6). Received: encoder_outputs_mask.shape=(1, 6)")):
-        run_in(mode, lambda t, s, m: layer(t, s, encoder_outputs_mask=m), target, source, np.ones((1, 6), bool))
+    with pytest.raises(
+        ValueError, match=re.escape("here (2, 4). Received: decoder_inputs_mask.shape=(2, 6)")
+    ):
+        run_in(
+            mode,
+            lambda t, s, m: layer(t, s, decoder_inputs_mask=m),
+            target,
+            source,
+            np.ones((2, 6), bool),
+        )
+    with pytest.raises(
+        ValueError, match=re.escape("here (2, 6). Received: encoder_outputs_mask.shape=(1, 6)")
+    ):
+        run_in(
+            mode,
+            lambda t, s, m: layer(t, s, encoder_outputs_mask=m),
+            target,
+            source,
+            np.ones((1, 6), bool),
+        )
 
 
 def test_decoder_block_rejects_a_cache_of_the_wrong_shape():
     block = built(ktl.TransformerDecoderBlock(**BLOCK_ARGS), floats(2, 4, 8), floats(2, 6, 8))
     cache = np.zeros((2, 2, 5, 2, 3), "float32")  # key_dim is 4, not 3
-    with pytest.raises(ValueError, match=re.escape("here (2, 2, ?, 2, 4). Received: self_attention_cache.shape=(2, 2, 5, 2, 3)")):
-        block(floats(2, 1, 8), floats(2, 6, 8), self_attention_cache=cache, self_attention_cache_update_index=0)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "here (2, 2, ?, 2, 4). Received: self_attention_cache.shape=(2, 2, 5, 2, 3)"
+        ),
+    ):
+        block(
+            floats(2, 1, 8),
+            floats(2, 6, 8),
+            self_attention_cache=cache,
+            self_attention_cache_update_index=0,
+        )
 
 
 def test_functional_models_reject_bad_wiring_at_build_time():
@@ -264,12 +329,18 @@ def test_functional_models_reject_bad_wiring_at_build_time():
     with pytest.raises(ValueError, match="`inputs` must be a floating-point.*inputs.dtype=int32"):
         ktl.TransformerEncoderBlock(**BLOCK_ARGS)(keras.Input((None, 8), dtype="int32"))
     with pytest.raises(ValueError, match=re.escape("Received: mask.shape=(None, 3)")):
-        ktl.TransformerEncoderBlock(**BLOCK_ARGS)(keras.Input((5, 8)), mask=keras.Input((3,), dtype="bool"))
+        ktl.TransformerEncoderBlock(**BLOCK_ARGS)(
+            keras.Input((5, 8)), mask=keras.Input((3,), dtype="bool")
+        )
     decoder = ktl.TransformerDecoder(**STACK_ARGS)
     decoder(keras.Input((None, 8)), source)
-    with pytest.raises(ValueError, match=r"encoder_outputs.shape\[-1\]=16, decoder_inputs.shape\[-1\]=8"):
+    with pytest.raises(
+        ValueError, match=r"encoder_outputs.shape\[-1\]=16, decoder_inputs.shape\[-1\]=8"
+    ):
         decoder(keras.Input((None, 8)), keras.Input((None, 16)))
-    with pytest.raises(ValueError, match="`decoder_inputs` must be a floating-point.*decoder_inputs.dtype=int32"):
+    with pytest.raises(
+        ValueError, match="`decoder_inputs` must be a floating-point.*decoder_inputs.dtype=int32"
+    ):
         ktl.TransformerDecoderBlock(**BLOCK_ARGS)(keras.Input((None, 8), dtype="int32"), source)
     with pytest.raises(ValueError, match="`inputs` must be a floating-point.*inputs.dtype=int32"):
         ktl.FeedForward(8)(keras.Input((None, 8), dtype="int32"))
@@ -281,7 +352,10 @@ def test_masks_from_embeddings_still_flow_in_functional_models():
     # The checks compare the Keras masks with their sequences: a real model
     # with padding in both sequences builds and gives the same values as eager.
     model = ktl.build_transformer(**TRANSFORMER_ARGS)
-    inputs = {"encoder_inputs": np.array([[3, 4, 0], [5, 0, 0]]), "decoder_inputs": np.array([[1, 7], [1, 0]])}
+    inputs = {
+        "encoder_inputs": np.array([[3, 4, 0], [5, 0, 0]]),
+        "decoder_inputs": np.array([[1, 7], [1, 0]]),
+    }
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model(inputs)), model.predict(inputs, verbose=0), atol=1e-5
     )
@@ -290,9 +364,13 @@ def test_masks_from_embeddings_still_flow_in_functional_models():
 @pytest.mark.parametrize("mode", MODES)
 def test_positional_encoding_rejects_ints_ranks_and_bad_start_index(mode):
     layer = ktl.PositionalEncoding()
-    with pytest.raises(ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"):
+    with pytest.raises(
+        ValueError, match="`inputs` must be a floating-point.*Received: inputs.dtype=int32"
+    ):
         run_in(mode, layer, np.ones((1, 3, 4), "int32"))
-    with pytest.raises(ValueError, match=r"`inputs` must be a rank-3.*Received: inputs.shape=\(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`inputs` must be a rank-3.*Received: inputs.shape=\(3, 4\)"
+    ):
         run_in(mode, layer, floats(3, 4))
     for start in [-1, 1.0, True]:
         with pytest.raises(ValueError, match=received("start_index", start)):
@@ -302,17 +380,26 @@ def test_positional_encoding_rejects_ints_ranks_and_bad_start_index(mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "ids, dtype",
-    [(np.array([[1.0, 2.7]], "float32"), "float32"), (np.array([[1, 2]], "float64"), "float"), pytest.param(np.array([["a", "b"]]), "string", marks=TENSORFLOW_ONLY), (np.array([[True, False]]), "bool")],
+    [
+        (np.array([[1.0, 2.7]], "float32"), "float32"),
+        (np.array([[1, 2]], "float64"), "float"),
+        pytest.param(np.array([["a", "b"]]), "string", marks=TENSORFLOW_ONLY),
+        (np.array([[True, False]]), "bool"),
+    ],
     ids=["float32", "float64", "string", "bool"],
 )
 def test_positional_embedding_rejects_non_integer_ids(mode, ids, dtype):
     layer = ktl.PositionalEmbedding(16, 4)
-    with pytest.raises(ValueError, match=f"`inputs` must be an integer tensor. Received: inputs.dtype={dtype}"):
+    with pytest.raises(
+        ValueError, match=f"`inputs` must be an integer tensor. Received: inputs.dtype={dtype}"
+    ):
         run_in(mode, layer, keras.ops.convert_to_tensor(ids))
 
 
 def test_positional_embedding_rejects_float_ids_in_a_functional_model():
-    with pytest.raises(ValueError, match="`inputs` must be an integer tensor. Received: inputs.dtype=float32"):
+    with pytest.raises(
+        ValueError, match="`inputs` must be an integer tensor. Received: inputs.dtype=float32"
+    ):
         ktl.PositionalEmbedding(16, 4)(keras.Input((None,)))
 
 
@@ -322,7 +409,9 @@ def test_positional_embedding_accepts_every_integer_dtype(mode, dtype):
     layer = ktl.PositionalEmbedding(16, 4)
     ids = np.array([[3, 15, 0]])
     expected = keras.ops.convert_to_numpy(layer(ids.astype("int32")))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(run_in(mode, layer, ids.astype(dtype))), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(run_in(mode, layer, ids.astype(dtype))), expected, atol=1e-6
+    )
 
 
 # --- Fixed-size tables (fault kind 3, the layer half) ------------------------
@@ -338,7 +427,10 @@ def learned_layer():
 
 def expected_learned(layer, ids, start=0):
     tokens = keras.ops.convert_to_numpy(layer.token_embedding.embeddings)[ids] * 2.0  # sqrt(4)
-    return tokens + keras.ops.convert_to_numpy(layer.position_embeddings)[start : start + ids.shape[1]][None]
+    return (
+        tokens
+        + keras.ops.convert_to_numpy(layer.position_embeddings)[start : start + ids.shape[1]][None]
+    )
 
 
 @pytest.mark.parametrize(
@@ -355,12 +447,18 @@ def test_learned_positions_past_the_table_raise_when_the_length_is_static(jit_co
 
         call = tf.function(layer, jit_compile=jit_compile)
     ids = np.array([[1, 2, 3, 4, 5, 6, 7]], "int32")
-    with pytest.raises(ValueError, match=LIMIT + r".*start_index=0, inputs.shape\[1\]=7, sequence_length=4"):
+    with pytest.raises(
+        ValueError, match=LIMIT + r".*start_index=0, inputs.shape\[1\]=7, sequence_length=4"
+    ):
         call(ids)
-    with pytest.raises(ValueError, match=LIMIT + r".*start_index=3, inputs.shape\[1\]=2, sequence_length=4"):
+    with pytest.raises(
+        ValueError, match=LIMIT + r".*start_index=3, inputs.shape\[1\]=2, sequence_length=4"
+    ):
         call(ids[:, :2], start_index=3)
     # Up to the limit, the rows of the table.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(call(ids[:, :4])), expected_learned(layer, ids[:, :4]), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(call(ids[:, :4])), expected_learned(layer, ids[:, :4]), atol=1e-6
+    )
 
 
 def test_learned_positions_with_a_tensor_start_index_eagerly():
@@ -371,7 +469,9 @@ def test_learned_positions_with_a_tensor_start_index_eagerly():
         layer(np.ones((1, 2), "int32"), start_index=keras.ops.convert_to_tensor(-1))
     ids = np.array([[5, 6]])
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(layer(ids, start_index=keras.ops.convert_to_tensor(2))), expected_learned(layer, ids, 2), atol=1e-6
+        keras.ops.convert_to_numpy(layer(ids, start_index=keras.ops.convert_to_tensor(2))),
+        expected_learned(layer, ids, 2),
+        atol=1e-6,
     )
 
 
@@ -392,14 +492,20 @@ def test_learned_positions_in_a_graph_of_unknown_length_fail_loudly():
     # A negative start is sent past the table, not wrapped to its end.
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"= 4 is not in \[0, 4\)"):
         dynamic(ids[:, :2], -1)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(dynamic(ids[:, :3], 1)), expected_learned(layer, ids[:, :3], 1), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(dynamic(ids[:, :3], 1)),
+        expected_learned(layer, ids[:, :3], 1),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("bad", [-1, 16, 10**6, -17])
 def test_out_of_vocabulary_ids_raise_eagerly(bad):
     layer = ktl.PositionalEmbedding(16, 4)
     ids = np.array([[3, bad, 0]], "int32")
-    with pytest.raises(ValueError, match=re.escape(f"[0, 16). Received: ids [{bad}] in inputs, vocabulary_size=16")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"[0, 16). Received: ids [{bad}] in inputs, vocabulary_size=16")
+    ):
         layer(ids)
 
 
@@ -422,7 +528,9 @@ def test_a_model_refuses_out_of_vocabulary_ids_in_eager_and_predict():
 
     model = ktl.build_transformer(**TRANSFORMER_ARGS)
     inputs = {"encoder_inputs": np.array([[3, 4, 0]]), "decoder_inputs": np.array([[1, 12]])}
-    with pytest.raises(ValueError, match=re.escape("[0, 12). Received: ids [12] in inputs, vocabulary_size=12")):
+    with pytest.raises(
+        ValueError, match=re.escape("[0, 12). Received: ids [12] in inputs, vocabulary_size=12")
+    ):
         model(inputs)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"= 12 is not in \[0, 12\)"):
         model.predict(inputs, verbose=0)
@@ -444,10 +552,16 @@ def test_saved_model_fails_loudly_past_the_tables(learned_model, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     serve = loaded.serve
     good = np.array([[3, 15, 0, 1]], "int32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(serve(good)), keras.ops.convert_to_numpy(learned_model(good)), atol=1e-6)
-    for ids, shown in [(np.array([[1, 2, 3, 4, 5]], "int32"), r"= 4 is not in \[0, 4\)"),
-                       (np.array([[1, -1]], "int32"), r"= 16 is not in \[0, 16\)"),
-                       (np.array([[1, 16]], "int32"), r"= 16 is not in \[0, 16\)")]:
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(serve(good)),
+        keras.ops.convert_to_numpy(learned_model(good)),
+        atol=1e-6,
+    )
+    for ids, shown in [
+        (np.array([[1, 2, 3, 4, 5]], "int32"), r"= 4 is not in \[0, 4\)"),
+        (np.array([[1, -1]], "int32"), r"= 16 is not in \[0, 16\)"),
+        (np.array([[1, 16]], "int32"), r"= 16 is not in \[0, 16\)"),
+    ]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=shown):
             serve(ids)
 
@@ -470,8 +584,14 @@ def test_tflite_fails_loudly_past_the_tables(learned_model, tmp_path):
         return interpreter.get_tensor(output_details["index"])
 
     good = np.array([[3, 15, 0, 1]], "int32")
-    np.testing.assert_allclose(run(good), keras.ops.convert_to_numpy(learned_model(good)), atol=1e-5)
-    for ids in [np.array([[1, 2, 3, 4, 5]], "int32"), np.array([[1, -1]], "int32"), np.array([[1, 16]], "int32")]:
+    np.testing.assert_allclose(
+        run(good), keras.ops.convert_to_numpy(learned_model(good)), atol=1e-5
+    )
+    for ids in [
+        np.array([[1, 2, 3, 4, 5]], "int32"),
+        np.array([[1, -1]], "int32"),
+        np.array([[1, 16]], "int32"),
+    ]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):
             run(ids)
 
@@ -485,8 +605,18 @@ def decoder_with_cache():
 def test_cache_index_past_the_cache_raises_eagerly(index):
     decoder, cache = decoder_with_cache()
     for given in [index, keras.ops.convert_to_tensor(index)]:
-        with pytest.raises(ValueError, match=re.escape(f"Received: self_attention_cache_update_index={index}, decoder_inputs.shape[1]=1, self_attention_cache.shape[2]=4")):
-            decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=given)
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                f"Received: self_attention_cache_update_index={index}, decoder_inputs.shape[1]=1, self_attention_cache.shape[2]=4"
+            ),
+        ):
+            decoder(
+                floats(1, 1, 8),
+                floats(1, 3, 8),
+                self_attention_cache=cache,
+                self_attention_cache_update_index=given,
+            )
 
 
 @TENSORFLOW_ONLY
@@ -496,16 +626,28 @@ def test_cache_index_past_the_cache_fails_in_a_graph_instead_of_overwriting_the_
 
     decoder, cache = decoder_with_cache()
     step = tf.function(
-        lambda x, s, c, i: decoder(x, s, self_attention_cache=c, self_attention_cache_update_index=i)
+        lambda x, s, c, i: decoder(
+            x, s, self_attention_cache=c, self_attention_cache_update_index=i
+        )
     )
     shown = 4 if index < 0 else index
     with pytest.raises(tf.errors.InvalidArgumentError, match=rf"= {shown} is not in \[0, 4\)"):
         step(floats(1, 1, 8), floats(1, 3, 8), cache, tf.constant(index))
     # In range, the step writes slot `index` only, as in eager.
     _, written = step(floats(1, 1, 8), floats(1, 3, 8), cache, tf.constant(3))
-    _, eager = decoder(floats(1, 1, 8), floats(1, 3, 8), self_attention_cache=cache, self_attention_cache_update_index=3)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(written), keras.ops.convert_to_numpy(eager), atol=1e-6)
-    assert not keras.ops.convert_to_numpy(written)[:, :, :, :3].any() and keras.ops.convert_to_numpy(written)[:, :, :, 3].any()
+    _, eager = decoder(
+        floats(1, 1, 8),
+        floats(1, 3, 8),
+        self_attention_cache=cache,
+        self_attention_cache_update_index=3,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(written), keras.ops.convert_to_numpy(eager), atol=1e-6
+    )
+    assert (
+        not keras.ops.convert_to_numpy(written)[:, :, :, :3].any()
+        and keras.ops.convert_to_numpy(written)[:, :, :, 3].any()
+    )
 
 
 @TENSORFLOW_ONLY
@@ -529,18 +671,28 @@ def test_cache_index_past_the_cache_fails_in_tflite(tmp_path):
     keras.Model(inputs, updated).export(path, format="litert", verbose=False)
     interpreter = Interpreter(model_path=path)
     interpreter.allocate_tensors()
-    indices = {d["name"].split("serving_default_")[-1].split(":")[0]: d["index"] for d in interpreter.get_input_details()}
+    indices = {
+        d["name"].split("serving_default_")[-1].split(":")[0]: d["index"]
+        for d in interpreter.get_input_details()
+    }
     (output,) = interpreter.get_output_details()
     target, source = floats(1, 1, 8), floats(1, 3, 8)
 
     def run(index):
-        feed = {"x": target, "s": source, "c": keras.ops.convert_to_numpy(cache), "i": np.array([index], "int32")}
+        feed = {
+            "x": target,
+            "s": source,
+            "c": keras.ops.convert_to_numpy(cache),
+            "i": np.array([index], "int32"),
+        }
         for name, value in feed.items():
             interpreter.set_tensor(indices[name], value)
         interpreter.invoke()
         return interpreter.get_tensor(output["index"])
 
-    _, expected = decoder(target, source, self_attention_cache=cache, self_attention_cache_update_index=3)
+    _, expected = decoder(
+        target, source, self_attention_cache=cache, self_attention_cache_update_index=3
+    )
     np.testing.assert_allclose(run(3), keras.ops.convert_to_numpy(expected), atol=1e-5)
     for index in [4, -1]:
         with pytest.raises(RuntimeError, match="gather index out of bounds"):

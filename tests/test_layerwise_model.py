@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.generation import BeamSearch, Generator
-from tests.generation_fixtures import (
-    cached_step_logits,
-    full_logits,
-    recompute_beam,
-    recompute_greedy,
-)
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from tests.generation_fixtures import cached_step_logits
+from tests.generation_fixtures import full_logits
+from tests.generation_fixtures import recompute_beam
+from tests.generation_fixtures import recompute_greedy
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -22,8 +21,15 @@ TARGET = np.array([[2, 5, 9, 4], [2, 7, 0, 0]], "int32")
 def _model(connection="layerwise", normalize_first=False):
     keras.utils.set_random_seed(1)
     model = ktl.build_transformer(
-        14, 14, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
-        normalize_first=normalize_first, encoder_connection=connection,
+        14,
+        14,
+        num_layers=2,
+        model_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        normalize_first=normalize_first,
+        encoder_connection=connection,
     )
     # Output bias away from zero, so the argmax is not decided by ties.
     model.logits_layer.bias.assign(np.linspace(-1.0, 1.0, 14).astype("float32"))
@@ -83,10 +89,20 @@ def test_layerwise_model_round_trips_through_keras_file(tmp_path):
 
 
 def test_unknown_encoder_connection_is_a_value_error():
-    with pytest.raises(ValueError, match=r"`encoder_connection` must be one of .*Received: "
-                       r"encoder_connection='per_layer'"):
-        ktl.build_transformer(10, 10, num_layers=1, model_dim=8, num_heads=2,
-                              intermediate_dim=8, encoder_connection="per_layer")
+    with pytest.raises(
+        ValueError,
+        match=r"`encoder_connection` must be one of .*Received: "
+        r"encoder_connection='per_layer'",
+    ):
+        ktl.build_transformer(
+            10,
+            10,
+            num_layers=1,
+            model_dim=8,
+            num_heads=2,
+            intermediate_dim=8,
+            encoder_connection="per_layer",
+        )
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow-only: export")

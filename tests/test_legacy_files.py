@@ -17,12 +17,8 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 def test_legacy_seq2seq_file_loads_with_the_same_outputs(name):
     io = np.load(FIXTURES / "legacy_io.npz")
     model = keras.models.load_model(FIXTURES / f"legacy_{name}.keras")
-    logits = model(
-        {"encoder_inputs": io["encoder_inputs"], "decoder_inputs": io["decoder_inputs"]}
-    )
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(logits), io[f"{name}_logits"], atol=1e-5
-    )
+    logits = model({"encoder_inputs": io["encoder_inputs"], "decoder_inputs": io["decoder_inputs"]})
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(logits), io[f"{name}_logits"], atol=1e-5)
 
 
 def test_legacy_decoder_only_file_loads_with_the_same_outputs():

@@ -25,7 +25,9 @@ GRADIENT_TOLERANCE = 10  # x u, relative norm
 def _rounded(values, policy):
     """`values` rounded to the 16-bit type, so both blocks see the same input."""
     compute_dtype = keras.DTypePolicy(policy).compute_dtype
-    return keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(values, compute_dtype), "float32"))
+    return keras.ops.convert_to_numpy(
+        keras.ops.cast(keras.ops.cast(values, compute_dtype), "float32")
+    )
 
 
 def _norm(tensors):
@@ -77,7 +79,9 @@ def _outputs_and_gradients(block, inputs, call, jit_compile=False):
         if jit_compile:
             forward = tf.function(forward, jit_compile=True)
         outputs, gradients = forward(*(tf.constant(x) for x in inputs))
-    return keras.ops.convert_to_numpy(outputs), [keras.ops.convert_to_numpy(g).astype("float32") for g in gradients]
+    return keras.ops.convert_to_numpy(outputs), [
+        keras.ops.convert_to_numpy(g).astype("float32") for g in gradients
+    ]
 
 
 def _block_pair(block_class, policy, inputs, call):
@@ -94,7 +98,8 @@ def _encoder_call(block, inputs):
 
 def _decoder_call(block, inputs, source):
     return block(
-        inputs, source,
+        inputs,
+        source,
         decoder_inputs_mask=np.arange(6)[None] < np.array([[4], [6]]),
         encoder_outputs_mask=np.arange(7)[None] < np.array([[5], [7]]),
     )
@@ -115,9 +120,9 @@ def test_encoder_block_at_large_inputs_is_finite_and_close_to_float32(policy, sc
     # The input gradient, then all weight gradients together (some are zero
     # in exact arithmetic, e.g. the key bias, so only their sum is relative).
     input_error = _norm([gradients[0] - expected_gradients[0]]) / _norm(expected_gradients[:1])
-    weight_error = _norm([g - e for g, e in zip(gradients[1:], expected_gradients[1:], strict=True)]) / _norm(
-        expected_gradients[1:]
-    )
+    weight_error = _norm(
+        [g - e for g, e in zip(gradients[1:], expected_gradients[1:], strict=True)]
+    ) / _norm(expected_gradients[1:])
     assert input_error <= GRADIENT_TOLERANCE * u
     assert weight_error <= GRADIENT_TOLERANCE * u
 
@@ -165,12 +170,17 @@ def test_attention_logits_beyond_the_float16_range():
     mask = np.array([[[True, True, False]] * 3])
     output, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
     expected = [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores).astype("float32")[0, 0], expected)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(output).astype("float32")[0], x[0, [0, 1, 0]])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(scores).astype("float32")[0, 0], expected
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(output).astype("float32")[0], x[0, [0, 1, 0]]
+    )
     # Every visible logit of query 2 is below -1e9 (-5.1e9 and -4.2e9): a
     # fill of -1e9 would give the masked key the weight, then zero it.
     x = np.array([[[6e4, 6e4], [5e4, 5e4], [-6e4, -6e4]]], "float32")
     _, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(scores).astype("float32")[0, 0], [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
+        keras.ops.convert_to_numpy(scores).astype("float32")[0, 0],
+        [[1, 0, 0], [1, 0, 0], [0, 1, 0]],
     )

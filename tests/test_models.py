@@ -285,7 +285,10 @@ SEQ2SEQ_CONFIG = {
 }
 LM_CONFIG = {key: value for key, value in SEQ2SEQ_CONFIG.items() if "source" not in key}
 LM_CONFIG["vocabulary_size"] = LM_CONFIG.pop("target_vocabulary_size")
-CONFIGS = {"seq2seq": (ktl.Seq2SeqTransformer, SEQ2SEQ_CONFIG), "lm": (ktl.TransformerLM, LM_CONFIG)}
+CONFIGS = {
+    "seq2seq": (ktl.Seq2SeqTransformer, SEQ2SEQ_CONFIG),
+    "lm": (ktl.TransformerLM, LM_CONFIG),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
@@ -417,8 +420,12 @@ def _hand_built_seq2seq():
     encoder = ktl.TransformerEncoder(num_layers=1, num_heads=2, intermediate_dim=16)
     decoder = ktl.TransformerDecoder(num_layers=2, num_heads=2, intermediate_dim=16)
     logits = keras.layers.Dense(21)
-    outputs = logits(decoder(decoder_embedding(decoder_inputs), encoder(encoder_embedding(encoder_inputs))))
-    model = keras.Model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, outputs)
+    outputs = logits(
+        decoder(decoder_embedding(decoder_inputs), encoder(encoder_embedding(encoder_inputs)))
+    )
+    model = keras.Model(
+        {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, outputs
+    )
     interface = ktl.CachedDecoding(
         decoder_embedding=decoder_embedding,
         decoder=decoder,
@@ -486,17 +493,29 @@ def _built_layers(cross_attention):
 def test_cached_decoding_rejects_wrong_layers():
     lm = _built_layers(cross_attention=False)
     s2s = _built_layers(cross_attention=True)
-    common = {"decoder_embedding": lm["embedding"], "decoder": lm["decoder"], "logits": lm["logits"]}
+    common = {
+        "decoder_embedding": lm["embedding"],
+        "decoder": lm["decoder"],
+        "logits": lm["logits"],
+    }
     keras_embedding = keras.layers.Embedding(10, 8)
     with pytest.raises(
-        ValueError, match=r"`decoder_embedding` must be .*PositionalEmbedding.*Received: decoder_embedding=<Embedding"
+        ValueError,
+        match=r"`decoder_embedding` must be .*PositionalEmbedding.*Received: decoder_embedding=<Embedding",
     ):
         ktl.CachedDecoding(**{**common, "decoder_embedding": keras_embedding})
-    with pytest.raises(ValueError, match=r"`decoder` must be .*TransformerDecoder.*Received: decoder=<TransformerEncoder"):
+    with pytest.raises(
+        ValueError,
+        match=r"`decoder` must be .*TransformerDecoder.*Received: decoder=<TransformerEncoder",
+    ):
         ktl.CachedDecoding(**{**common, "decoder": s2s["encoder"]})
-    with pytest.raises(ValueError, match=r"`logits` must be a Keras `Layer`.*Received: logits=None"):
+    with pytest.raises(
+        ValueError, match=r"`logits` must be a Keras `Layer`.*Received: logits=None"
+    ):
         ktl.CachedDecoding(**{**common, "logits": None})
-    with pytest.raises(ValueError, match=r"`encoder` must be .*or None.*Received: encoder='encoder'"):
+    with pytest.raises(
+        ValueError, match=r"`encoder` must be .*or None.*Received: encoder='encoder'"
+    ):
         ktl.CachedDecoding(**common, encoder_embedding=lm["embedding"], encoder="encoder")
     with pytest.raises(
         ValueError,
@@ -504,14 +523,25 @@ def test_cached_decoding_rejects_wrong_layers():
     ):
         ktl.CachedDecoding(**common, encoder=s2s["encoder"])
     unbuilt = ktl.TransformerDecoder(num_layers=1, num_heads=2, intermediate_dim=8)
-    with pytest.raises(ValueError, match=r"`decoder` must be a built layer.*Received: decoder=<TransformerDecoder"):
+    with pytest.raises(
+        ValueError, match=r"`decoder` must be a built layer.*Received: decoder=<TransformerDecoder"
+    ):
         ktl.CachedDecoding(**{**common, "decoder": unbuilt})
-    with pytest.raises(ValueError, match=r"`logits` must be a built layer.*Received: logits=<Dense"):
+    with pytest.raises(
+        ValueError, match=r"`logits` must be a built layer.*Received: logits=<Dense"
+    ):
         ktl.CachedDecoding(**{**common, "logits": keras.layers.Dense(10)})
-    with pytest.raises(ValueError, match=r"`encoder` must be given exactly when.*built without cross-attention"):
+    with pytest.raises(
+        ValueError, match=r"`encoder` must be given exactly when.*built without cross-attention"
+    ):
         ktl.CachedDecoding(**common, encoder_embedding=s2s["embedding"], encoder=s2s["encoder"])
-    with pytest.raises(ValueError, match=r"`encoder` must be given exactly when.*Received: encoder=None with a decoder built with cross-attention"):
-        ktl.CachedDecoding(decoder_embedding=s2s["embedding"], decoder=s2s["decoder"], logits=s2s["logits"])
+    with pytest.raises(
+        ValueError,
+        match=r"`encoder` must be given exactly when.*Received: encoder=None with a decoder built with cross-attention",
+    ):
+        ktl.CachedDecoding(
+            decoder_embedding=s2s["embedding"], decoder=s2s["decoder"], logits=s2s["logits"]
+        )
 
 
 BAD_ARGUMENTS = [
@@ -528,8 +558,13 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("name, value, match", BAD_ARGUMENTS, ids=[f"{n}={v}" for n, v, _ in BAD_ARGUMENTS])
-@pytest.mark.parametrize("builder", [ktl.build_transformer, ktl.Seq2SeqTransformer, ktl.build_transformer_lm, ktl.TransformerLM])
+@pytest.mark.parametrize(
+    "name, value, match", BAD_ARGUMENTS, ids=[f"{n}={v}" for n, v, _ in BAD_ARGUMENTS]
+)
+@pytest.mark.parametrize(
+    "builder",
+    [ktl.build_transformer, ktl.Seq2SeqTransformer, ktl.build_transformer_lm, ktl.TransformerLM],
+)
 def test_builders_reject_bad_arguments(builder, name, value, match):
     vocabularies = (20, 20) if builder in (ktl.build_transformer, ktl.Seq2SeqTransformer) else (20,)
     with pytest.raises(ValueError, match=match):
@@ -541,8 +576,16 @@ def test_builders_reject_bad_arguments(builder, name, value, match):
     [
         (ktl.build_transformer_lm, (0,), "`vocabulary_size`.*Received: vocabulary_size=0"),
         (ktl.TransformerLM, ("40",), "`vocabulary_size`.*Received: vocabulary_size='40'"),
-        (ktl.build_transformer, (0, 5), "`source_vocabulary_size`.*Received: source_vocabulary_size=0"),
-        (ktl.Seq2SeqTransformer, (5, None), "`target_vocabulary_size`.*Received: target_vocabulary_size=None"),
+        (
+            ktl.build_transformer,
+            (0, 5),
+            "`source_vocabulary_size`.*Received: source_vocabulary_size=0",
+        ),
+        (
+            ktl.Seq2SeqTransformer,
+            (5, None),
+            "`target_vocabulary_size`.*Received: target_vocabulary_size=None",
+        ),
     ],
 )
 def test_builders_reject_bad_vocabulary_sizes(builder, arguments, match):
@@ -550,7 +593,9 @@ def test_builders_reject_bad_vocabulary_sizes(builder, arguments, match):
         builder(*arguments, **SMALL)
 
 
-@pytest.mark.parametrize("cls, vocabularies", [(ktl.Seq2SeqTransformer, (20, 20)), (ktl.TransformerLM, (20,))])
+@pytest.mark.parametrize(
+    "cls, vocabularies", [(ktl.Seq2SeqTransformer, (20, 20)), (ktl.TransformerLM, (20,))]
+)
 def test_model_classes_reject_an_unknown_dtype(cls, vocabularies):
     with pytest.raises(ValueError, match="`dtype` must be .*Received: dtype='float8_mixed'"):
         cls(*vocabularies, **SMALL, dtype="float8_mixed")

@@ -19,7 +19,7 @@ def test_shapes_and_shift_on_hand_example():
     dataset = make_translation_dataset(
         _pairs([("ab", "xyz"), ("b", "y")]), SOURCE, TARGET, batch_size=2
     )
-    (inputs, labels), = list(dataset.as_numpy_iterator())
+    ((inputs, labels),) = list(dataset.as_numpy_iterator())
     assert sorted(inputs) == ["decoder_inputs", "encoder_inputs"]
     np.testing.assert_array_equal(inputs["encoder_inputs"], [[2, 4, 5, 3], [2, 5, 3, 0]])
     # target [START] x y z [END] -> reads [START] x y z, predicts x y z [END].
@@ -32,9 +32,10 @@ def test_shapes_and_shift_on_hand_example():
 
 def test_dict_elements_with_keys():
     dataset = tf.data.Dataset.from_tensor_slices({"en": ["ab"], "es": ["z"]})
-    (inputs, labels), = list(
-        make_translation_dataset(dataset, SOURCE, TARGET, batch_size=4, keys=("en", "es"))
-        .as_numpy_iterator()
+    ((inputs, labels),) = list(
+        make_translation_dataset(
+            dataset, SOURCE, TARGET, batch_size=4, keys=("en", "es")
+        ).as_numpy_iterator()
     )
     np.testing.assert_array_equal(inputs["encoder_inputs"], [[2, 4, 5, 3]])
     np.testing.assert_array_equal(labels, [[6, 3]])
@@ -43,12 +44,13 @@ def test_dict_elements_with_keys():
 def test_drop_and_clip_long_pairs():
     pairs = [("a", "x"), ("aaaa", "x"), ("a", "xyzxyz")]
     dropped = list(
-        make_translation_dataset(_pairs(pairs), SOURCE, TARGET, batch_size=8, max_length=4)
-        .as_numpy_iterator()
+        make_translation_dataset(
+            _pairs(pairs), SOURCE, TARGET, batch_size=8, max_length=4
+        ).as_numpy_iterator()
     )
-    (inputs, labels), = dropped
+    ((inputs, labels),) = dropped
     np.testing.assert_array_equal(inputs["encoder_inputs"], [[2, 4, 3]])
-    (inputs, labels), = list(
+    ((inputs, labels),) = list(
         make_translation_dataset(
             _pairs(pairs), SOURCE, TARGET, batch_size=8, max_length=4, long_pairs="clip"
         ).as_numpy_iterator()
@@ -79,7 +81,7 @@ def test_shuffle_is_seeded_and_keeps_all_pairs():
         dataset = make_translation_dataset(
             _pairs(pairs), SOURCE, TARGET, batch_size=20, shuffle_buffer_size=20, seed=seed
         )
-        (inputs, _), = list(dataset.as_numpy_iterator())
+        ((inputs, _),) = list(dataset.as_numpy_iterator())
         return (inputs["encoder_inputs"] != 0).sum(axis=1)
 
     lengths = first_column(3)
@@ -96,7 +98,9 @@ def test_bad_arguments():
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, max_length=2)
     with pytest.raises(ValueError, match=r"`long_pairs`.*Received: long_pairs='cut'"):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, long_pairs="cut")
-    with pytest.raises(ValueError, match=r"`bucket_boundaries`.*Received: bucket_boundaries=\[8, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"`bucket_boundaries`.*Received: bucket_boundaries=\[8, 4\]"
+    ):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, bucket_boundaries=[8, 4])
     with pytest.raises(ValueError, match=r"`keys`.*Received: keys=\('en', 'es'\)"):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, keys=("en", "es"))
@@ -111,7 +115,7 @@ def test_long_pairs_dropped_across_tokenizer_batches_match_python():
     pairs = [("a" * int(n), "x" * int(m)) for n, m in rng.integers(1, 9, size=(2500, 2))]
     kept = [(s, t) for s, t in pairs if len(s) + 2 <= 7 and len(t) + 2 <= 7]
     dataset = make_translation_dataset(_pairs(pairs), SOURCE, TARGET, batch_size=4096, max_length=7)
-    (inputs, labels), = list(dataset.as_numpy_iterator())
+    ((inputs, labels),) = list(dataset.as_numpy_iterator())
     assert len(labels) == len(kept) < len(pairs)
     np.testing.assert_array_equal(
         (inputs["encoder_inputs"] != 0).sum(1), [len(s) + 2 for s, _ in kept]
@@ -147,7 +151,9 @@ def test_empty_pairs_is_an_error():
     filtered = _pairs([("a", "x")]).filter(lambda s, t: tf.strings.length(s) > 5)
     dataset = make_translation_dataset(filtered, SOURCE, TARGET, batch_size=2)
     for _ in range(2):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`pairs` holds no \(source, target\)"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"`pairs` holds no \(source, target\)"
+        ):
             list(dataset.as_numpy_iterator())
 
 
@@ -160,15 +166,23 @@ def test_vocabulary_size_smaller_than_the_tokenizer_is_an_error():
         r"`target_tokenizer` \(7\).*Received: target_vocabulary_size=6",
     ):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, target_vocabulary_size=6)
-    with pytest.raises(ValueError, match=r"`source_vocabulary_size`.*Received: source_vocabulary_size=5"):
+    with pytest.raises(
+        ValueError, match=r"`source_vocabulary_size`.*Received: source_vocabulary_size=5"
+    ):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, source_vocabulary_size=5)
     for bad in (0, 3, 7.0, True, "7"):
         with pytest.raises(ValueError, match=rf"Received: target_vocabulary_size={bad!r}"):
-            make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, target_vocabulary_size=bad)
+            make_translation_dataset(
+                pairs, SOURCE, TARGET, batch_size=1, target_vocabulary_size=bad
+            )
     # Equal or larger sizes change nothing.
-    (inputs, labels), = list(
+    ((inputs, labels),) = list(
         make_translation_dataset(
-            pairs, SOURCE, TARGET, batch_size=1, source_vocabulary_size=6,
+            pairs,
+            SOURCE,
+            TARGET,
+            batch_size=1,
+            source_vocabulary_size=6,
             target_vocabulary_size=12,
         ).as_numpy_iterator()
     )
@@ -192,7 +206,11 @@ class _FixedIdTokenizer:
 def test_tokenizer_ids_outside_the_vocabulary_stop_the_pipeline(bad, cache):
     pairs = _pairs([("ab", "xy"), ("b", "z")])
     dataset = make_translation_dataset(
-        pairs, SOURCE, _FixedIdTokenizer(bad), batch_size=2, target_vocabulary_size=12,
+        pairs,
+        SOURCE,
+        _FixedIdTokenizer(bad),
+        batch_size=2,
+        target_vocabulary_size=12,
         cache=cache,
     )
     message = (
@@ -203,7 +221,7 @@ def test_tokenizer_ids_outside_the_vocabulary_stop_the_pipeline(bad, cache):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             list(dataset.as_numpy_iterator())
     # In range, the same tokenizer goes through.
-    (_, labels), = list(
+    ((_, labels),) = list(
         make_translation_dataset(
             pairs, SOURCE, _FixedIdTokenizer(11), batch_size=2, target_vocabulary_size=12
         ).as_numpy_iterator()
@@ -213,7 +231,9 @@ def test_tokenizer_ids_outside_the_vocabulary_stop_the_pipeline(bad, cache):
 
 def test_tokenizer_padding_id_inside_a_sequence_stops_the_pipeline():
     pairs = _pairs([("ab", "xy")])
-    dataset = make_translation_dataset(pairs, _FixedIdTokenizer(0), TARGET, batch_size=1, source_vocabulary_size=6)
+    dataset = make_translation_dataset(
+        pairs, _FixedIdTokenizer(0), TARGET, batch_size=1, source_vocabulary_size=6
+    )
     with pytest.raises(
         tf.errors.InvalidArgumentError,
         match=r"`encoder_inputs` holds the padding id 0 inside a sequence.*\[\[2 0 0 3\]\]",
@@ -224,10 +244,14 @@ def test_tokenizer_padding_id_inside_a_sequence_stops_the_pipeline():
 def test_tokenizer_without_vocabulary_size_needs_the_size():
     pairs = _pairs([("ab", "xy")])
     with pytest.raises(
-        ValueError, match=r"`target_vocabulary_size` must be given.*Received: target_vocabulary_size=None"
+        ValueError,
+        match=r"`target_vocabulary_size` must be given.*Received: target_vocabulary_size=None",
     ):
         make_translation_dataset(pairs, SOURCE, _FixedIdTokenizer(4), batch_size=1)
-    with pytest.raises(ValueError, match=r"`source_tokenizer` must have a `tokenize` method.*Received: source_tokenizer='abc'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`source_tokenizer` must have a `tokenize` method.*Received: source_tokenizer='abc'",
+    ):
         make_translation_dataset(pairs, "abc", TARGET, batch_size=1)
 
 

@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_transformer_layers.generation import Sampling, counter_random, strategies
-from tests.generation_fixtures import numpy_gumbel_noise, numpy_random_bits
+from keras_transformer_layers.generation import Sampling
+from keras_transformer_layers.generation import counter_random
+from keras_transformer_layers.generation import strategies
+from tests.generation_fixtures import numpy_gumbel_noise
+from tests.generation_fixtures import numpy_random_bits
 
 pytestmark = pytest.mark.backend_neutral
 

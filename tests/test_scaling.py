@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data.reversal import reversal_arrays, reversal_dataset
+from keras_transformer_layers.data.reversal import reversal_arrays
+from keras_transformer_layers.data.reversal import reversal_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_layers": 1, "model_dim": 32, "num_heads": 2, "intermediate_dim": 64}
@@ -46,9 +47,7 @@ def _train_reversal(policy):
         optimizer=keras.optimizers.Adam(5e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    history = model.fit(
-        reversal_dataset(3000, batch_size=64, max_length=6), epochs=4, verbose=0
-    )
+    history = model.fit(reversal_dataset(3000, batch_size=64, max_length=6), epochs=4, verbose=0)
     inputs, targets = reversal_arrays(1000, max_length=6, seed=1)  # held out
     accuracy = _token_accuracy(model, inputs, targets)
     keras.config.set_dtype_policy("float32")
@@ -73,9 +72,7 @@ def test_mixed_precision_trains_reversal_as_well_as_float32(float32_run, policy)
     assert all(w.dtype == "float32" for w in model.weights)
     # Loss scaling comes with compile() under mixed_float16 only.
     optimizer = model.optimizer
-    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (
-        policy == "mixed_float16"
-    )
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
     if policy == "mixed_float16":
         assert np.isfinite(float(optimizer.dynamic_scale))
 
@@ -106,8 +103,11 @@ def test_16_bit_forward_stays_finite_with_padding_and_large_activations(policy):
         logits = model(inputs, training=True)
         loss = tf.reduce_sum(tf.cast(target != 0, "float32")[..., None] * logits)
     gradients = tape.gradient(loss, model.trainable_variables)
-    assert all(np.all(np.isfinite(g.numpy() if not hasattr(g, "values") else g.values.numpy()))
-               for g in gradients if g is not None)
+    assert all(
+        np.all(np.isfinite(g.numpy() if not hasattr(g, "values") else g.values.numpy()))
+        for g in gradients
+        if g is not None
+    )
 
 
 def _fixed_batches(count, batch_size):
@@ -128,9 +128,7 @@ def test_xla_training_matches_graph_training_and_loss_falls():
             jit_compile=jit,
         )
         assert model.jit_compile is jit
-        losses[jit] = [
-            float(model.train_on_batch(x, y)) for x, y in _fixed_batches(8, 32)
-        ]
+        losses[jit] = [float(model.train_on_batch(x, y)) for x, y in _fixed_batches(8, 32)]
         inputs, _ = reversal_arrays(64, max_length=8, seed=4)
         predictions[jit] = model.predict(inputs, verbose=0)
     assert losses[True][-1] < 0.9 * losses[True][0]
@@ -191,7 +189,10 @@ def _run_mirrored(tmp_path, min_length):
     script.write_text(MIRRORED_SCRIPT)
     result = subprocess.run(
         [sys.executable, str(script), str(min_length)],
-        capture_output=True, text=True, timeout=240, env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -228,11 +229,32 @@ def test_multi_worker_mirrored_strategy_trains_and_the_chief_saves(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     output = tmp_path / "model.keras"
     command = [
-        sys.executable, os.path.join(ROOT, "examples", "train_distributed.py"),
-        "--strategy", "multi_worker", "--output", str(output), "--epochs", "2",
-        "--num-examples", "1024", "--batch-size", "64", "--max-length", "6",
-        "--num-layers", "1", "--model-dim", "16", "--num-heads", "2",
-        "--intermediate-dim", "32", "--dropout", "0.0", "--learning-rate", "1e-2",
+        sys.executable,
+        os.path.join(ROOT, "examples", "train_distributed.py"),
+        "--strategy",
+        "multi_worker",
+        "--output",
+        str(output),
+        "--epochs",
+        "2",
+        "--num-examples",
+        "1024",
+        "--batch-size",
+        "64",
+        "--max-length",
+        "6",
+        "--num-layers",
+        "1",
+        "--model-dim",
+        "16",
+        "--num-heads",
+        "2",
+        "--intermediate-dim",
+        "32",
+        "--dropout",
+        "0.0",
+        "--learning-rate",
+        "1e-2",
     ]
     workers = []
     for index in range(2):
@@ -242,8 +264,12 @@ def test_multi_worker_mirrored_strategy_trains_and_the_chief_saves(tmp_path):
         )
         workers.append(
             subprocess.Popen(
-                command, env=env, cwd=tmp_path, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                command,
+                env=env,
+                cwd=tmp_path,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
         )
     outputs = []

@@ -34,7 +34,10 @@ def _cases():
     block = {"num_heads": 2, "intermediate_dim": 16}
     return {
         "PositionalEncoding": (ktl.PositionalEncoding(), [x]),
-        "PositionalEmbedding": (ktl.PositionalEmbedding(10, 8, learned_positions=True, sequence_length=4), [ids]),
+        "PositionalEmbedding": (
+            ktl.PositionalEmbedding(10, 8, learned_positions=True, sequence_length=4),
+            [ids],
+        ),
         "MultiHeadAttention": (ktl.MultiHeadAttention(2, 4), [x, memory]),
         "AddNorm": (ktl.AddNorm(), [x, x]),
         "FeedForward": (ktl.FeedForward(16), [x]),
@@ -51,7 +54,9 @@ def test_every_layer_reloads_in_a_fresh_process(tmp_path):
         symbolic = [keras.Input(x.shape[1:], dtype=str(x.dtype)) for x in inputs]
         model = keras.Model(symbolic, layer(*symbolic))
         model.save(tmp_path / f"{name}.keras")
-        np.savez(tmp_path / f"{name}.npz", **{f"input_{i}": x for i, x in enumerate(inputs)}, unused=0)
+        np.savez(
+            tmp_path / f"{name}.npz", **{f"input_{i}": x for i, x in enumerate(inputs)}, unused=0
+        )
         expected[name] = keras.ops.convert_to_numpy(model(inputs))
     script = tmp_path / "load.py"
     script.write_text(LOADER)
@@ -64,17 +69,30 @@ def test_every_layer_reloads_in_a_fresh_process(tmp_path):
         timeout=300,
     )
     for name, output in expected.items():
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}.reloaded.npy"), output, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            np.load(tmp_path / f"{name}.reloaded.npy"), output, atol=1e-6, err_msg=name
+        )
 
 
 def test_build_transformer_round_trips_with_its_optimizer_state(tmp_path):
-    model = ktl.build_transformer(20, 20, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    inputs = {"encoder_inputs": np.array([[3, 4, 5, 0]]), "decoder_inputs": np.array([[1, 6, 7, 0]])}
+    model = ktl.build_transformer(
+        20, 20, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32
+    )
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    inputs = {
+        "encoder_inputs": np.array([[3, 4, 5, 0]]),
+        "decoder_inputs": np.array([[1, 6, 7, 0]]),
+    }
     model.fit(inputs, np.array([[6, 7, 2, 0]]), epochs=2, verbose=0)
     path = tmp_path / "transformer.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(inputs)), keras.ops.convert_to_numpy(model(inputs)), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(inputs)),
+        keras.ops.convert_to_numpy(model(inputs)),
+        atol=1e-6,
+    )
     iterations = [keras.ops.convert_to_numpy(m.optimizer.iterations) for m in (restored, model)]
     assert iterations == [2, 2]

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.generation import BeamSearch, Generator
-from tests.generation_fixtures import (
-    cached_step_logits,
-    full_logits,
-    recompute_beam,
-    recompute_greedy,
-)
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from tests.generation_fixtures import cached_step_logits
+from tests.generation_fixtures import full_logits
+from tests.generation_fixtures import recompute_beam
+from tests.generation_fixtures import recompute_greedy
 
 pytestmark = pytest.mark.backend_neutral
 

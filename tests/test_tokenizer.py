@@ -30,16 +30,12 @@ def test_character_tokenize_hand_example():
 def test_detokenize_stops_at_end_and_skips_padding():
     t = TextTokenizer(vocabulary=["a", "b"])
     ids = [[2, 4, 5, 3, 4, 4], [4, 0, 5, 0, 0, 0], [2, 99, -1, 3, 0, 0]]
-    np.testing.assert_array_equal(
-        t.detokenize(ids).numpy(), [b"ab", b"ab", b"[UNK][UNK]"]
-    )
+    np.testing.assert_array_equal(t.detokenize(ids).numpy(), [b"ab", b"ab", b"[UNK][UNK]"])
     assert t.detokenize(tf.constant([2, 5, 3, 5])).numpy() == b"b"
 
 
 def test_word_tokenizer_lowercases_and_splits_punctuation():
-    vocabulary = build_vocabulary(
-        ["¿Qué tal?", "Muy bien, ¿y tú?"], split="word", lowercase=True
-    )
+    vocabulary = build_vocabulary(["¿Qué tal?", "Muy bien, ¿y tú?"], split="word", lowercase=True)
     # Counts: '¿' 2, '?' 2, then singletons alphabetically.
     assert vocabulary[:2] == ["?", "¿"]
     assert sorted(vocabulary) == sorted([",", "?", "bien", "muy", "qué", "tal", "tú", "y", "¿"])
@@ -67,7 +63,9 @@ def test_build_vocabulary_order_limits_and_dataset_input():
 
 
 def test_empty_vocabulary_errors():
-    with pytest.raises(ValueError, match=r"`vocabulary` must hold at least one token.*Received: vocabulary=\[\]"):
+    with pytest.raises(
+        ValueError, match=r"`vocabulary` must hold at least one token.*Received: vocabulary=\[\]"
+    ):
         TextTokenizer(vocabulary=[])
     with pytest.raises(ValueError, match=r"`texts` holds no strings.*Received: texts=\[\]"):
         build_vocabulary([])
@@ -78,11 +76,15 @@ def test_empty_vocabulary_errors():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"`split`.*Received: split='bpe'"):
         TextTokenizer(vocabulary=["a"], split="bpe")
-    with pytest.raises(ValueError, match=r"reserved tokens.*Received: vocabulary containing \['\[END\]'\]"):
+    with pytest.raises(
+        ValueError, match=r"reserved tokens.*Received: vocabulary containing \['\[END\]'\]"
+    ):
         TextTokenizer(vocabulary=["a", "[END]"])
     with pytest.raises(ValueError, match=r"distinct.*Received: vocabulary with duplicates \['a'\]"):
         TextTokenizer(vocabulary=["a", "b", "a"])
-    with pytest.raises(ValueError, match=r"`vocabulary` must be a list.*Received: vocabulary='abc'"):
+    with pytest.raises(
+        ValueError, match=r"`vocabulary` must be a list.*Received: vocabulary='abc'"
+    ):
         TextTokenizer(vocabulary="abc")
     with pytest.raises(ValueError, match=r"`max_tokens`.*Received: max_tokens=4"):
         build_vocabulary(["a"], max_tokens=4)
@@ -158,7 +160,9 @@ def test_build_vocabulary_rejects_invalid_utf8(split):
 
 
 def test_build_vocabulary_rejects_datasets_that_are_not_string_scalars():
-    with pytest.raises(ValueError, match=r"`texts` must be a `tf.data.Dataset` of string scalars.*int32"):
+    with pytest.raises(
+        ValueError, match=r"`texts` must be a `tf.data.Dataset` of string scalars.*int32"
+    ):
         build_vocabulary(tf.data.Dataset.from_tensor_slices([1, 2]))
     pairs = tf.data.Dataset.from_tensor_slices((["a"], ["b"]))
     with pytest.raises(ValueError, match=r"`texts` must be a `tf.data.Dataset` of string scalars"):
@@ -208,12 +212,16 @@ def test_invalid_utf8_at_call_time_reads_as_unknown():
 
 def test_bad_call_and_detokenize_inputs():
     t = TextTokenizer(vocabulary=["a", "b"])
-    with pytest.raises(ValueError, match=r"`inputs` must be a string tensor.*Received: inputs=<tf.Tensor"):
+    with pytest.raises(
+        ValueError, match=r"`inputs` must be a string tensor.*Received: inputs=<tf.Tensor"
+    ):
         t(tf.constant([1, 2]))
     with pytest.raises(ValueError, match=r"`inputs`.*Received: inputs.shape=\(2, 2\)"):
         t(tf.constant([["a", "b"], ["a", "b"]]))
     # A (batch, 1) column is a batch.
-    np.testing.assert_array_equal(t(tf.constant([["ab"], ["b"]])).numpy(), [[2, 4, 5, 3], [2, 5, 3, 0]])
+    np.testing.assert_array_equal(
+        t(tf.constant([["ab"], ["b"]])).numpy(), [[2, 4, 5, 3], [2, 5, 3, 0]]
+    )
     with pytest.raises(ValueError, match=r"`inputs`.*Received: inputs=3"):
         t.tokenize(3)
     with pytest.raises(ValueError, match=r"`texts`.*Received: texts.shape=\(1, 1\)"):

@@ -23,9 +23,7 @@ def _paper_rate(step, model_dim, warmup):
 @pytest.mark.parametrize("step", [1, 10, 399, 400, 401, 1000, 4000, 100_000])
 def test_schedule_matches_formula(step):
     schedule = TransformerSchedule(model_dim=128, warmup_steps=400)
-    np.testing.assert_allclose(
-        float(schedule(step)), _paper_rate(step, 128, 400), rtol=1e-6
-    )
+    np.testing.assert_allclose(float(schedule(step)), _paper_rate(step, 128, 400), rtol=1e-6)
 
 
 def test_schedule_shape_and_step_zero():
@@ -256,8 +254,10 @@ def test_adam_refuses_float16_variables_whose_epsilon_underflows():
     keras.config.set_dtype_policy("float16")
     try:
         model = _tiny_model()
-        model.compile(optimizer=transformer_adam(8, warmup_steps=5),
-                      loss=MaskedSparseCategoricalCrossentropy())
+        model.compile(
+            optimizer=transformer_adam(8, warmup_steps=5),
+            loss=MaskedSparseCategoricalCrossentropy(),
+        )
         with pytest.raises(
             ValueError,
             match=r"`transformer_adam` cannot train float16 variables.*epsilon=1e-09.*"
@@ -275,8 +275,10 @@ def test_adam_trains_under_mixed_float16_with_finite_loss():
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = _tiny_model()
-        model.compile(optimizer=transformer_adam(8, warmup_steps=5),
-                      loss=MaskedSparseCategoricalCrossentropy())
+        model.compile(
+            optimizer=transformer_adam(8, warmup_steps=5),
+            loss=MaskedSparseCategoricalCrossentropy(),
+        )
         history = model.fit(*_batch(), batch_size=4, epochs=3, verbose=0)
     finally:
         keras.config.set_dtype_policy("float32")
@@ -308,8 +310,12 @@ def _run(fn, mode):
 
 
 @pytest.mark.parametrize(
-    "mode", ["eager", pytest.param("graph", marks=TENSORFLOW_ONLY),
-             pytest.param("xla", marks=TENSORFLOW_ONLY)]
+    "mode",
+    [
+        "eager",
+        pytest.param("graph", marks=TENSORFLOW_ONLY),
+        pytest.param("xla", marks=TENSORFLOW_ONLY),
+    ],
 )
 @pytest.mark.parametrize(
     "label_smoothing, from_logits, padding_id", [(0.0, True, 0), (0.1, True, 0), (0.3, False, 5)]
@@ -360,7 +366,9 @@ def test_out_of_range_label_is_a_value_error_eagerly(bad):
     with pytest.raises(ValueError, match=message.format(bad)):
         MaskedAccuracy().update_state(y_true, y_pred)
     # With padding id 11, label 0 is a real class and 11 is padding; `bad` still fails.
-    with pytest.raises(ValueError, match=rf"padding id 11, .*Received: y_true={int(np.float32(bad))} "):
+    with pytest.raises(
+        ValueError, match=rf"padding id 11, .*Received: y_true={int(np.float32(bad))} "
+    ):
         MaskedSparseCategoricalCrossentropy(padding_id=11)(y_true, y_pred)
 
 

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data.reversal import END_ID, START_ID, reversal_arrays, reversal_dataset
+from keras_transformer_layers.data.reversal import END_ID
+from keras_transformer_layers.data.reversal import START_ID
+from keras_transformer_layers.data.reversal import reversal_arrays
+from keras_transformer_layers.data.reversal import reversal_dataset
 
 SMALL = {"num_layers": 2, "model_dim": 16, "num_heads": 2, "intermediate_dim": 32}
 
@@ -16,7 +19,12 @@ def test_inputs_outputs_and_paper_defaults():
     assert logits.shape == (1, 2, 40)
     base = ktl.build_transformer(100, 100)
     encoder = base.get_layer("encoder")
-    assert (encoder.num_layers, encoder.num_heads, encoder.intermediate_dim, encoder.dropout) == (6, 8, 2048, 0.1)
+    assert (encoder.num_layers, encoder.num_heads, encoder.intermediate_dim, encoder.dropout) == (
+        6,
+        8,
+        2048,
+        0.1,
+    )
     assert base.get_layer("encoder_embedding").embedding_dim == 512
 
 
@@ -28,13 +36,19 @@ def _padded(rows, length):
 def test_padding_changes_no_real_target_output(normalize_first):
     model = ktl.build_transformer(30, 30, **SMALL, normalize_first=normalize_first)
     source, target = [[5, 6, 7], [8, 9, 10, 11, 12]], [[1, 4], [1, 4, 5, 6]]
-    reference = np.asarray(model({"encoder_inputs": _padded(source, 5), "decoder_inputs": _padded(target, 4)}))
-    longer = np.asarray(model({"encoder_inputs": _padded(source, 9), "decoder_inputs": _padded(target, 7)}))
+    reference = np.asarray(
+        model({"encoder_inputs": _padded(source, 5), "decoder_inputs": _padded(target, 4)})
+    )
+    longer = np.asarray(
+        model({"encoder_inputs": _padded(source, 9), "decoder_inputs": _padded(target, 7)})
+    )
     # The same padding, but the model sees more of it: nothing real moves.
     np.testing.assert_allclose(longer[0, :2], reference[0, :2], atol=1e-5)
     np.testing.assert_allclose(longer[1, :4], reference[1, :4], atol=1e-5)
     # Alone in its batch, with no padding at all, each row gives the same logits.
-    alone = np.asarray(model({"encoder_inputs": np.array([source[0]]), "decoder_inputs": np.array([target[0]])}))
+    alone = np.asarray(
+        model({"encoder_inputs": np.array([source[0]]), "decoder_inputs": np.array([target[0]])})
+    )
     np.testing.assert_allclose(alone[0], reference[0, :2], atol=1e-5)
 
 
@@ -64,9 +78,18 @@ def test_logits_carry_the_target_padding_mask_and_stay_float32_in_mixed_precisio
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"source_vocabulary_size": 0}, "`source_vocabulary_size`.*Received: source_vocabulary_size=0"),
-        ({"target_vocabulary_size": -5}, "`target_vocabulary_size`.*Received: target_vocabulary_size=-5"),
-        ({"model_dim": 30, "num_heads": 4}, "divisible by `num_heads`.*Received: model_dim=30, num_heads=4"),
+        (
+            {"source_vocabulary_size": 0},
+            "`source_vocabulary_size`.*Received: source_vocabulary_size=0",
+        ),
+        (
+            {"target_vocabulary_size": -5},
+            "`target_vocabulary_size`.*Received: target_vocabulary_size=-5",
+        ),
+        (
+            {"model_dim": 30, "num_heads": 4},
+            "divisible by `num_heads`.*Received: model_dim=30, num_heads=4",
+        ),
         ({"num_heads": 0}, "`num_heads`.*Received: num_heads=0"),
         ({"dropout": 1.0}, r"`dropout`.*Received: dropout=1\.0"),
         ({"intermediate_dim": 0}, "`intermediate_dim`.*Received: intermediate_dim=0"),
@@ -80,7 +103,9 @@ def test_rejects_bad_arguments(kwargs, match):
 
 
 def test_reversal_task_is_learned_to_99_percent_token_accuracy():
-    model = ktl.build_transformer(16, 16, num_layers=2, model_dim=64, num_heads=4, intermediate_dim=128, dropout=0.0)
+    model = ktl.build_transformer(
+        16, 16, num_layers=2, model_dim=64, num_heads=4, intermediate_dim=128, dropout=0.0
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -95,12 +120,18 @@ def test_reversal_task_is_learned_to_99_percent_token_accuracy():
 
 def test_reversal_data_is_shifted_for_teacher_forcing():
     inputs, target = reversal_arrays(5, min_length=2, max_length=4, seed=1)
-    for source, decoder_inputs, target_out in zip(inputs["encoder_inputs"], inputs["decoder_inputs"], target, strict=True):
+    for source, decoder_inputs, target_out in zip(
+        inputs["encoder_inputs"], inputs["decoder_inputs"], target, strict=True
+    ):
         tokens = source[source != 0]
         np.testing.assert_array_equal(decoder_inputs[: len(tokens) + 1], [START_ID, *tokens[::-1]])
         np.testing.assert_array_equal(target_out[: len(tokens) + 1], [*tokens[::-1], END_ID])
-        np.testing.assert_array_equal(decoder_inputs[1:], target_out[:-1] * (target_out[:-1] != END_ID))
-    with pytest.raises(ValueError, match="`max_length` must be at least `min_length`.*min_length=5, max_length=3"):
+        np.testing.assert_array_equal(
+            decoder_inputs[1:], target_out[:-1] * (target_out[:-1] != END_ID)
+        )
+    with pytest.raises(
+        ValueError, match="`max_length` must be at least `min_length`.*min_length=5, max_length=3"
+    ):
         reversal_arrays(2, min_length=5, max_length=3)
     with pytest.raises(ValueError, match="Received: vocabulary_size=4"):
         reversal_arrays(2, vocabulary_size=4)

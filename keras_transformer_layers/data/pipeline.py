@@ -290,9 +290,7 @@ def make_translation_dataset(
         dataset = dataset.map(lambda s, t: (s[:max_length], t[:max_length]))
     # Shift before padding, so the decoder input and the label of a pair have
     # the same length and padding positions (no [END] is ever read as input).
-    dataset = dataset.map(
-        lambda s, t: (s, t[:-1], t[1:]), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    dataset = dataset.map(lambda s, t: (s, t[:-1], t[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     padding = (PADDING_ID, PADDING_ID, PADDING_ID)
 
     def batch(examples):

@@ -35,9 +35,7 @@ def split_of(english):
         The split name.
     """
     if not isinstance(english, str):
-        raise ValueError(
-            f"`english` must be a `str` sentence. Received: english={english!r}"
-        )
+        raise ValueError(f"`english` must be a `str` sentence. Received: english={english!r}")
     bucket = int(hashlib.sha256(english.encode("utf-8")).hexdigest()[:8], 16) % 100
     for split, share in _SPLIT_BUCKETS:
         if bucket < share:
@@ -197,10 +195,7 @@ class SpaEng(tfds.core.GeneratorBasedBuilder):
                 f"hash): the {' and '.join(empty)} split would be empty. Use the full "
                 f"corpus from {SPA_ENG_URL}. Received: corpus_path={path!r}"
             )
-        return {
-            split: self._generate_examples(examples)
-            for split, examples in pairs.items()
-        }
+        return {split: self._generate_examples(examples) for split, examples in pairs.items()}
 
     def _generate_examples(self, examples):
         for number, english, spanish in examples:

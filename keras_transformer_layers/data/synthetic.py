@@ -141,9 +141,7 @@ def date_forms(date):
 def date_to_iso(date):
     """Returns the ISO 8601 form of a `datetime.date`: `"1941-08-14"`."""
     if not isinstance(date, datetime.date):
-        raise ValueError(
-            f"`date` must be a `datetime.date`. Received: date={date!r}"
-        )
+        raise ValueError(f"`date` must be a `datetime.date`. Received: date={date!r}")
     return f"{date.year:04d}-{date.month:02d}-{date.day:02d}"
 
 
@@ -170,8 +168,7 @@ def number_to_words(number):
         or not 0 <= number < _NUM_NUMBERS
     ):
         raise ValueError(
-            "`number` must be an integer in [0, 1000000). "
-            f"Received: number={number!r}"
+            f"`number` must be an integer in [0, 1000000). Received: number={number!r}"
         )
     number = int(number)
     if number == 0:
@@ -235,10 +232,7 @@ class SyntheticTranslationConfig(tfds.core.BuilderConfig):
 
     def __post_init__(self):
         if not isinstance(self.task, str) or self.task not in ("dates", "numbers"):
-            raise ValueError(
-                "`task` must be 'dates' or 'numbers'. "
-                f"Received: task={self.task!r}"
-            )
+            raise ValueError(f"`task` must be 'dates' or 'numbers'. Received: task={self.task!r}")
         for name in ("num_train", "num_validation", "num_test"):
             _validation.check_positive_int(name, getattr(self, name))
         _validation.check_non_negative_int("seed", self.seed)

@@ -38,9 +38,7 @@ def check_url_reachable(url, timeout=5.0):
         raise ValueError(f"`url` must be an http(s) address. Received: url={url!r}")
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(
-            f"`url` must be an http(s) address. Received: url={url!r}"
-        )
+        raise ValueError(f"`url` must be an http(s) address. Received: url={url!r}")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         with socket.create_connection((parsed.hostname, port), timeout=timeout):

@@ -118,7 +118,9 @@ def build_vocabulary(texts, split="character", lowercase=False, max_tokens=None,
     _check_split(split)
     _validation.check_bool("lowercase", lowercase)
     if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= len(RESERVED_TOKENS)
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or max_tokens <= len(RESERVED_TOKENS)
     ):
         raise ValueError(
             "`max_tokens` must be an integer greater than the 4 reserved ids, or "
@@ -260,17 +262,14 @@ def string_tensor(name, texts, allow_column=False):
         return tf.reshape(texts, [-1])
     if shape.rank is not None and shape.rank > 1:
         raise ValueError(
-            f"`{name}` must be a string tensor {layout}. "
-            f"Received: {name}.shape={tuple(shape)}"
+            f"`{name}` must be a string tensor {layout}. Received: {name}.shape={tuple(shape)}"
         )
     return texts
 
 
 def _check_split(split):
     if not isinstance(split, str) or split not in _SPLITS:
-        raise ValueError(
-            f"`split` must be one of {_SPLITS}. Received: split={split!r}"
-        )
+        raise ValueError(f"`split` must be one of {_SPLITS}. Received: split={split!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -319,8 +318,7 @@ class TextTokenizer(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, (list, tuple)):
             raise ValueError(
-                "`vocabulary` must be a list of string tokens. "
-                f"Received: vocabulary={vocabulary!r}"
+                f"`vocabulary` must be a list of string tokens. Received: vocabulary={vocabulary!r}"
             )
         if not vocabulary:
             raise ValueError(

@@ -15,9 +15,7 @@ def check_model(model):
     import keras
 
     if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"`model` must be a `keras.Model`. Received: model={model!r}"
-        )
+        raise ValueError(f"`model` must be a `keras.Model`. Received: model={model!r}")
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
@@ -39,21 +37,14 @@ def check_output_path(name, path, overwrite, suffix=None):
     so the check sees the artifact as it was before that export.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ValueError(
-            f"`{name}` must be a non-empty path. Received: {name}={path!r}"
-        )
+        raise ValueError(f"`{name}` must be a non-empty path. Received: {name}={path!r}")
     _validation.check_bool("overwrite", overwrite)
     path = os.path.abspath(os.fspath(path))
     if suffix is not None and not path.endswith(suffix):
-        raise ValueError(
-            f"`{name}` must end with '{suffix}'. Received: {name}={path!r}"
-        )
+        raise ValueError(f"`{name}` must end with '{suffix}'. Received: {name}={path!r}")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
-        raise ValueError(
-            f"The parent folder of `{name}` does not exist. "
-            f"Received: {name}={path!r}"
-        )
+        raise ValueError(f"The parent folder of `{name}` does not exist. Received: {name}={path!r}")
     recover_staging(parent)
     if os.path.exists(path) and not overwrite:
         is_empty_dir = os.path.isdir(path) and not os.listdir(path)
@@ -109,7 +100,7 @@ def _process_alive(pid):
 
 def _staging_owner(staging):
     """The process id in a staging folder name, or `None` for another layout."""
-    fields = os.path.basename(staging)[len(STAGING_PREFIX):].split("-")
+    fields = os.path.basename(staging)[len(STAGING_PREFIX) :].split("-")
     return int(fields[0]) if fields[0].isdigit() else None
 
 
@@ -193,9 +184,7 @@ def _commit(staging, parent, names):
     """Moves every previous artifact aside, then every new one into place."""
     for name in names:
         if not os.path.lexists(os.path.join(staging, "new", name)):
-            raise RuntimeError(
-                f"The export wrote nothing at {os.path.join(staging, 'new', name)}."
-            )
+            raise RuntimeError(f"The export wrote nothing at {os.path.join(staging, 'new', name)}.")
     with open(os.path.join(staging, "committing"), "w"):
         pass
     try:

@@ -245,9 +245,7 @@ def _step_functions(generator, batch_size, source_len):
         ]
     )
     def decode_step(token_ids, index, self_attention_cache, *state_values):
-        token_ids = saved_model.check_token_ids(
-            "token_ids", token_ids, spec.target_vocabulary_size
-        )
+        token_ids = saved_model.check_token_ids("token_ids", token_ids, spec.target_vocabulary_size)
         state = {
             state_spec.name: tf.cast(value, tf.bool) if state_spec.name in boolean_state else value
             for state_spec, value in zip(state_specs, state_values, strict=True)
@@ -562,9 +560,7 @@ def export_decode_step_tflite(generator, directory, batch_size=1, source_len=Non
     _check_source_len("source_len", source_len, generator, required=True)
     path = _io.check_output_path("directory", directory, overwrite)
     if os.path.isfile(path):
-        raise ValueError(
-            f"`directory` must be a folder, not a file. Received: directory={path!r}"
-        )
+        raise ValueError(f"`directory` must be a folder, not a file. Received: directory={path!r}")
     functions = _step_functions(generator, batch_size, source_len)
     module = _module(functions.values())
     file_names = {ENCODE_SIGNATURE: ENCODE_FILE, DECODE_STEP_SIGNATURE: DECODE_STEP_FILE}

@@ -185,16 +185,11 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
     ```
     """
     _io.check_model(model)
-    source = [
-        t for t in keras.tree.flatten(model.input)
-        if t.name.split(":")[0] == encoder_input
-    ]
+    source = [t for t in keras.tree.flatten(model.input) if t.name.split(":")[0] == encoder_input]
     layer_names = {layer.name for layer in model.layers}
     if len(source) != 1 or encoder_layer not in layer_names:
         return None
-    encoder = keras.Model(
-        source[0], model.get_layer(encoder_layer).output, name="encoder_only"
-    )
+    encoder = keras.Model(source[0], model.get_layer(encoder_layer).output, name="encoder_only")
     spec = tf.TensorSpec(source[0].shape, source[0].dtype, name=encoder_input)
     limits = token_id_limits(model).get(encoder_input)
 
@@ -321,9 +316,7 @@ def export_saved_model(
         endpoint = ExportSignature(*endpoint)
         for resource in endpoint.track:
             archive.track(resource)
-        archive.add_endpoint(
-            name, endpoint.function, input_signature=endpoint.input_signature
-        )
+        archive.add_endpoint(name, endpoint.function, input_signature=endpoint.input_signature)
     # TF Serving and `saved_model_cli run` default to "serving_default".
     archive.add_endpoint(DEFAULT_SIGNATURE, forward, input_signature=forward_specs)
 

@@ -30,8 +30,7 @@ def _check_float32_compute(model):
         {
             layer.dtype_policy.name
             for layer in model.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-            and layer.compute_dtype != "float32"
+            if not isinstance(layer, keras.layers.InputLayer) and layer.compute_dtype != "float32"
         }
     )
     if policies:
@@ -181,9 +180,7 @@ def tflite_op_names(path):
             f"starting {buffer[:8]!r})"
         )
     builtin_names = {
-        value: key
-        for key, value in vars(schema.BuiltinOperator).items()
-        if not key.startswith("_")
+        value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")
     }
     names = set()
     try:

@@ -56,14 +56,12 @@ def _tflite_outputs(path, inputs, signature, num_threads):
         signature = next(iter(signatures))
     if signature not in signatures:
         raise ValueError(
-            f"`signature` must be one of {sorted(signatures)}. "
-            f"Received: signature={signature!r}"
+            f"`signature` must be one of {sorted(signatures)}. Received: signature={signature!r}"
         )
     runner = interpreter.get_signature_runner(signature)
     details = runner.get_input_details()
     feed = {
-        name: np.asarray(inputs[name]).astype(detail["dtype"])
-        for name, detail in details.items()
+        name: np.asarray(inputs[name]).astype(detail["dtype"]) for name, detail in details.items()
     }
     return {name: np.asarray(value) for name, value in runner(**feed).items()}
 
@@ -76,8 +74,7 @@ def _pair_outputs(reference, exported):
     if len(reference) == len(exported):
         # LiteRT names outputs output_0, output_1, ... in the Keras order.
         return [
-            (reference[a], exported[b])
-            for a, b in zip(reference, sorted(exported), strict=True)
+            (reference[a], exported[b]) for a, b in zip(reference, sorted(exported), strict=True)
         ]
     raise ValueError(
         "The exported outputs do not match the model outputs. "

@@ -262,9 +262,7 @@ class Generator:
         inputs = self.check_inputs(inputs)
         _validation.check_optional_positive_int("batch_size", batch_size)
         if not (verbose == "auto" or (isinstance(verbose, int) and verbose in (0, 1, 2))):
-            raise ValueError(
-                f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose!r}'
-            )
+            raise ValueError(f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose!r}')
         _validation.check_bool("return_scores", return_scores)
         if seed is None:
             seed = self.strategy.seed

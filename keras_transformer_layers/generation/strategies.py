@@ -65,8 +65,7 @@ def _check_alpha(name, alpha):
     _validation.check_finite_number(name, alpha)
     if alpha < 0:
         raise ValueError(
-            f"`{name}` must be a non-negative number (the GNMT alpha). "
-            f"Received: {name}={alpha!r}"
+            f"`{name}` must be a non-negative number (the GNMT alpha). Received: {name}={alpha!r}"
         )
 
 
@@ -143,8 +142,9 @@ class Strategy:
             ValueError: if a setting cannot work with these.
         """
 
-    def search(self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id,
-               pad_id, exclude):
+    def search(
+        self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id, pad_id, exclude
+    ):
         """Runs the decoding loop.
 
         Args:
@@ -192,8 +192,9 @@ class _TokenByToken(Strategy):
         """
         raise NotImplementedError
 
-    def search(self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id,
-               pad_id, exclude):
+    def search(
+        self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id, pad_id, exclude
+    ):
         length = tokens.shape[1]
         batch_size = ops.shape(tokens)[0]
 
@@ -427,8 +428,9 @@ class BeamSearch(Strategy):
                 f"Received: num_beams={self.num_beams!r}"
             )
 
-    def search(self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id,
-               pad_id, exclude):
+    def search(
+        self, next_fn, tokens, prompt_lengths, cache, context, seed, *, end_id, pad_id, exclude
+    ):
         beams = self.num_beams
         length = tokens.shape[1]
         batch_size = ops.shape(tokens)[0]
@@ -453,9 +455,7 @@ class BeamSearch(Strategy):
             log_probs = ops.log_softmax(logits, axis=-1)  # (rows, vocab)
             vocabulary_size = ops.shape(log_probs)[-1]
             # A finished beam continues with padding at no cost.
-            pad_only = ops.where(
-                ops.arange(vocabulary_size) == pad_id, 0.0, FORBIDDEN
-            )  # (vocab,)
+            pad_only = ops.where(ops.arange(vocabulary_size) == pad_id, 0.0, FORBIDDEN)  # (vocab,)
             log_probs = ops.where(finished[:, None], pad_only[None, :], exclude(log_probs))
             candidates = ops.reshape(beam_log_probs, (batch_size, beams, 1)) + ops.reshape(
                 log_probs, (batch_size, beams, vocabulary_size)

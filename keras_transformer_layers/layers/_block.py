@@ -3,11 +3,10 @@
 import keras
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers._initializers import clone_initializer
 from keras_transformer_layers.layers.add_norm import AddNorm
 from keras_transformer_layers.layers.attention import MultiHeadAttention
 from keras_transformer_layers.layers.feed_forward import FeedForward
-from keras_transformer_layers.layers._initializers import clone_initializer
-
 
 # Shared "Args:" section of the block and stack docstrings.
 BLOCK_ARGS_DOC = """
@@ -79,9 +78,7 @@ class TransformerLayerBase(keras.layers.Layer):
         self.kernel_initializer = _validation.get_initializer(
             "kernel_initializer", kernel_initializer
         )
-        self.bias_initializer = _validation.get_initializer(
-            "bias_initializer", bias_initializer
-        )
+        self.bias_initializer = _validation.get_initializer("bias_initializer", bias_initializer)
         self.supports_masking = True
         self._model_dim = None  # set by build()
 
@@ -198,12 +195,8 @@ class TransformerLayerBase(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "normalize_first": self.normalize_first,
                 "key_dim": self.key_dim,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

@@ -59,9 +59,7 @@ class AddNorm(keras.layers.Layer):
         self.epsilon = epsilon
         self.supports_masking = True
         self._model_dim = None  # set by build()
-        self.dropout_layer = keras.layers.Dropout(
-            dropout, dtype=self.dtype_policy, name="dropout"
-        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=epsilon, dtype=self.dtype_policy, name="layer_norm"
         )

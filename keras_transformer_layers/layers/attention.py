@@ -39,9 +39,7 @@ def attention_weights(query, key, mask=None):
     """
     # Scaling the query first keeps the products at the size of the logits.
     query = ops.cast(query, "float32") * (1.0 / math.sqrt(query.shape[-1]))
-    scores = ops.einsum(
-        "bqhd,bkhd->bhqk", query, ops.cast(key, "float32")
-    )  # (batch, heads, q, k)
+    scores = ops.einsum("bqhd,bkhd->bhqk", query, ops.cast(key, "float32"))  # (batch, heads, q, k)
     if mask is None:
         return ops.softmax(scores, axis=-1)
     weights = ops.softmax(ops.where(mask, scores, _MASKED_SCORE), axis=-1)
@@ -215,24 +213,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             kernel_initializer=_validation.get_initializer(
                 "kernel_initializer", kernel_initializer
             ),
-            bias_initializer=_validation.get_initializer(
-                "bias_initializer", bias_initializer
-            ),
+            bias_initializer=_validation.get_initializer("bias_initializer", bias_initializer),
             kernel_regularizer=_validation.get_regularizer(
                 "kernel_regularizer", kernel_regularizer
             ),
-            bias_regularizer=_validation.get_regularizer(
-                "bias_regularizer", bias_regularizer
-            ),
+            bias_regularizer=_validation.get_regularizer("bias_regularizer", bias_regularizer),
             activity_regularizer=_validation.get_regularizer(
                 "activity_regularizer", activity_regularizer
             ),
-            kernel_constraint=_validation.get_constraint(
-                "kernel_constraint", kernel_constraint
-            ),
-            bias_constraint=_validation.get_constraint(
-                "bias_constraint", bias_constraint
-            ),
+            kernel_constraint=_validation.get_constraint("kernel_constraint", kernel_constraint),
+            bias_constraint=_validation.get_constraint("bias_constraint", bias_constraint),
             seed=seed,
             **kwargs,
         )
@@ -248,7 +238,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             # only carry them along instead of warning that they drop them.
             projection.supports_masking = True
         self._input_dims = {
-            "query": query_shape[-1], "value": value_shape[-1], "key": key_shape[-1]
+            "query": query_shape[-1],
+            "value": value_shape[-1],
+            "key": key_shape[-1],
         }
 
     def _projections(self):
@@ -419,8 +411,15 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             )
 
     def _attend(
-        self, query, key, value, mask, attention_mask, return_attention_scores,
-        training, cache,
+        self,
+        query,
+        key,
+        value,
+        mask,
+        attention_mask,
+        return_attention_scores,
+        training,
+        cache,
     ):
         """Equation (1) on projected heads, then the output projection."""
         if mask is not None:
@@ -556,9 +555,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
         return outputs if len(outputs) > 1 else outputs[0]
 
-    def enable_lora(
-        self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"
-    ):
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
         """Low-rank adaptation of the query and value projections.
 
         Calls Keras' `EinsumDense.enable_lora` on `query_dense` and

@@ -8,7 +8,6 @@ from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC
 from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
-
 # How the encoder stack feeds the decoder blocks (see `TransformerDecoder`).
 ENCODER_CONNECTIONS = ("last", "layerwise")
 
@@ -207,12 +206,8 @@ class TransformerDecoderBlock(TransformerLayerBase):
             self.cross_attention_layer_norm = self._make_pre_norm(
                 "cross_attention_layer_norm", shape
             )
-            self.cross_attention_dropout = self._make_residual_dropout(
-                "cross_attention_dropout"
-            )
-            self.cross_attention_add_norm = self._make_add_norm(
-                "cross_attention_add_norm", shape
-            )
+            self.cross_attention_dropout = self._make_residual_dropout("cross_attention_dropout")
+            self.cross_attention_add_norm = self._make_add_norm("cross_attention_add_norm", shape)
         self.feed_forward = self._make_feed_forward()
         self.feed_forward.build(shape)
         self.feed_forward_layer_norm = self._make_pre_norm("feed_forward_layer_norm", shape)
@@ -331,9 +326,7 @@ class TransformerDecoderBlock(TransformerLayerBase):
             )
             x = x + self.self_attention_dropout(h, training=training)
             if self.cross_attention is not None:
-                h, scores["cross_attention"] = attend_to_source(
-                    self.cross_attention_layer_norm(x)
-                )
+                h, scores["cross_attention"] = attend_to_source(self.cross_attention_layer_norm(x))
                 x = x + self.cross_attention_dropout(h, training=training)
             h = self.feed_forward(self.feed_forward_layer_norm(x), training=training)
             x = x + self.feed_forward_dropout(h, training=training)
@@ -420,7 +413,6 @@ class TransformerDecoderBlock(TransformerLayerBase):
         return outputs if len(outputs) > 1 else outputs[0]
 
 
-
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class TransformerDecoder(TransformerStackBase):
     """The decoder stack: `num_layers` identical `TransformerDecoderBlock`s.
@@ -503,9 +495,7 @@ class TransformerDecoder(TransformerStackBase):
     def __init__(
         self, num_layers, num_heads, intermediate_dim, encoder_connection="last", **kwargs
     ):
-        _validation.check_one_of(
-            "encoder_connection", encoder_connection, ENCODER_CONNECTIONS
-        )
+        _validation.check_one_of("encoder_connection", encoder_connection, ENCODER_CONNECTIONS)
         super().__init__(num_layers, num_heads, intermediate_dim, **kwargs)
         self.encoder_connection = encoder_connection
 
@@ -691,7 +681,5 @@ class TransformerDecoder(TransformerStackBase):
         return config
 
 
-TransformerDecoderBlock.__doc__ = TransformerDecoderBlock.__doc__.format(
-    args=BLOCK_ARGS_DOC
-)
+TransformerDecoderBlock.__doc__ = TransformerDecoderBlock.__doc__.format(args=BLOCK_ARGS_DOC)
 TransformerDecoder.__doc__ = TransformerDecoder.__doc__.format(args=BLOCK_ARGS_DOC)

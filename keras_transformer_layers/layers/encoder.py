@@ -62,14 +62,10 @@ class TransformerEncoderBlock(TransformerLayerBase):
             "self_attention_layer_norm", inputs_shape
         )
         self.self_attention_dropout = self._make_residual_dropout("self_attention_dropout")
-        self.self_attention_add_norm = self._make_add_norm(
-            "self_attention_add_norm", inputs_shape
-        )
+        self.self_attention_add_norm = self._make_add_norm("self_attention_add_norm", inputs_shape)
         self.feed_forward = self._make_feed_forward()
         self.feed_forward.build(inputs_shape)
-        self.feed_forward_layer_norm = self._make_pre_norm(
-            "feed_forward_layer_norm", inputs_shape
-        )
+        self.feed_forward_layer_norm = self._make_pre_norm("feed_forward_layer_norm", inputs_shape)
         self.feed_forward_dropout = self._make_residual_dropout("feed_forward_dropout")
         self.feed_forward_add_norm = self._make_add_norm("feed_forward_add_norm", inputs_shape)
 
@@ -155,9 +151,7 @@ class TransformerEncoder(TransformerStackBase):
 
     block_class = TransformerEncoderBlock
 
-    def __init__(
-        self, num_layers, num_heads, intermediate_dim, return_all_outputs=False, **kwargs
-    ):
+    def __init__(self, num_layers, num_heads, intermediate_dim, return_all_outputs=False, **kwargs):
         _validation.check_bool("return_all_outputs", return_all_outputs)
         super().__init__(num_layers, num_heads, intermediate_dim, **kwargs)
         self.return_all_outputs = return_all_outputs
@@ -202,7 +196,5 @@ class TransformerEncoder(TransformerStackBase):
         return config
 
 
-TransformerEncoderBlock.__doc__ = TransformerEncoderBlock.__doc__.format(
-    args=BLOCK_ARGS_DOC
-)
+TransformerEncoderBlock.__doc__ = TransformerEncoderBlock.__doc__.format(args=BLOCK_ARGS_DOC)
 TransformerEncoder.__doc__ = TransformerEncoder.__doc__.format(args=BLOCK_ARGS_DOC)

@@ -67,14 +67,10 @@ class FeedForward(keras.layers.Layer):
         self.kernel_initializer = _validation.get_initializer(
             "kernel_initializer", kernel_initializer
         )
-        self.bias_initializer = _validation.get_initializer(
-            "bias_initializer", bias_initializer
-        )
+        self.bias_initializer = _validation.get_initializer("bias_initializer", bias_initializer)
         self.supports_masking = True
         self._model_dim = None  # set by build()
-        self.dropout_layer = keras.layers.Dropout(
-            dropout, dtype=self.dtype_policy, name="dropout"
-        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
 
     def _dense(self, units, activation, name):
         return keras.layers.Dense(
@@ -118,12 +114,8 @@ class FeedForward(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "activation": keras.activations.serialize(self.activation),
                 "dropout": self.dropout,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

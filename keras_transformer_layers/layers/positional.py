@@ -33,12 +33,8 @@ def sinusoidal_table(sequence_length, dim, start_index=0, max_wavelength=10000):
     )  # (seq,)
     channels = ops.arange(dim)
     even_channels = ops.cast(channels - channels % 2, "float32")  # 2i for 2i and 2i+1
-    inverse_frequencies = ops.exp(
-        even_channels * (-math.log(max_wavelength) / dim)
-    )  # (dim,)
-    angles = ops.expand_dims(positions, 1) * ops.expand_dims(
-        inverse_frequencies, 0
-    )  # (seq, dim)
+    inverse_frequencies = ops.exp(even_channels * (-math.log(max_wavelength) / dim))  # (dim,)
+    angles = ops.expand_dims(positions, 1) * ops.expand_dims(inverse_frequencies, 0)  # (seq, dim)
     return ops.where(channels % 2 == 0, ops.sin(angles), ops.cos(angles))
 
 
@@ -60,8 +56,7 @@ def _check_start_index(start_index):
     value = _validation.concrete_value(start_index)
     if value is not None and value < 0:
         raise ValueError(
-            "`start_index` must be a non-negative integer. "
-            f"Received: start_index={int(value)}"
+            f"`start_index` must be a non-negative integer. Received: start_index={int(value)}"
         )
 
 
@@ -341,9 +336,7 @@ class PositionalEmbedding(keras.layers.Layer):
         self._check_inputs(inputs)
         if self.learned_positions:
             self._check_positions(inputs.shape[1], start_index)
-        return keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
-        )
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -355,9 +348,7 @@ class PositionalEmbedding(keras.layers.Layer):
                 "max_wavelength": self.max_wavelength,
                 "learned_positions": self.learned_positions,
                 "sequence_length": self.sequence_length,
-                "embeddings_initializer": keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             }
         )
         return config

@@ -121,9 +121,7 @@ class CachedDecodingMixin:
         encoder_outputs = self.encoder(x, mask=source_mask)
         return {
             "source_mask": source_mask,
-            "cross_attention_cache": self.decoder.compute_cross_attention_cache(
-                encoder_outputs
-            ),
+            "cross_attention_cache": self.decoder.compute_cross_attention_cache(encoder_outputs),
         }
 
     def initial_cache(self, batch_size, max_length):
@@ -233,9 +231,7 @@ class CachedDecoding(CachedDecodingMixin):
         Vaswani et al., "Attention Is All You Need", 2017, section 3.2.3.
     """
 
-    def __init__(
-        self, *, decoder_embedding, decoder, logits, encoder_embedding=None, encoder=None
-    ):
+    def __init__(self, *, decoder_embedding, decoder, logits, encoder_embedding=None, encoder=None):
         for name, layer, expected, optional in (
             ("decoder_embedding", decoder_embedding, PositionalEmbedding, False),
             ("decoder", decoder, TransformerDecoder, False),

@@ -7,6 +7,7 @@ from keras_transformer_layers.training.schedule import TransformerSchedule
 from keras_transformer_layers.training.schedule import transformer_adam
 
 __all__ = [
+    "CheckpointAveraging",
     "MaskedAccuracy",
     "MaskedSparseCategoricalCrossentropy",
     "TransformerSchedule",

@@ -99,7 +99,7 @@ class CheckpointAveraging(keras.callbacks.Callback):
         if self._last_snapshot_batch != self._batches_seen:
             self._snapshot()
         averaged = self.averaged_weights()
-        for variable, value in zip(self.model.weights, averaged):
+        for variable, value in zip(self.model.weights, averaged, strict=True):
             variable.assign(value)
         if self.verbose:
             print(
@@ -131,7 +131,7 @@ class CheckpointAveraging(keras.callbacks.Callback):
                 f"Received: {len(self.checkpoints)} checkpoints"
             )
         averaged = []
-        for values in zip(*self.checkpoints):
+        for values in zip(*self.checkpoints, strict=True):
             latest = values[-1]
             if np.issubdtype(latest.dtype, np.floating):
                 mean = np.mean(np.stack(values).astype(np.float64), axis=0)

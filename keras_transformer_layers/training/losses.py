@@ -81,13 +81,10 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     ):
         _validation.check_rate("label_smoothing", label_smoothing)
         if not isinstance(from_logits, bool):
-            raise ValueError(
-                f"`from_logits` must be a bool. Received: from_logits={from_logits!r}"
-            )
+            raise ValueError(f"`from_logits` must be a bool. Received: from_logits={from_logits!r}")
         if isinstance(padding_id, bool) or not isinstance(padding_id, int) or padding_id < 0:
             raise ValueError(
-                "`padding_id` must be a non-negative integer. "
-                f"Received: padding_id={padding_id!r}"
+                f"`padding_id` must be a non-negative integer. Received: padding_id={padding_id!r}"
             )
         super().__init__(name=name, reduction="sum", dtype=dtype)
         self.label_smoothing = label_smoothing

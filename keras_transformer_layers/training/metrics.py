@@ -50,8 +50,7 @@ class MaskedAccuracy(keras.metrics.Metric):
     def __init__(self, padding_id=0, name="masked_accuracy", dtype=None):
         if isinstance(padding_id, bool) or not isinstance(padding_id, int) or padding_id < 0:
             raise ValueError(
-                "`padding_id` must be a non-negative integer. "
-                f"Received: padding_id={padding_id!r}"
+                f"`padding_id` must be a non-negative integer. Received: padding_id={padding_id!r}"
             )
         super().__init__(name=name, dtype=dtype)
         self.padding_id = padding_id
