@@ -25,6 +25,7 @@ from keras_transformer_layers.data.tokenizer import OOV_ID
 from keras_transformer_layers.data.tokenizer import PADDING_ID
 from keras_transformer_layers.data.tokenizer import START_ID
 from keras_transformer_layers.data.tokenizer import TextTokenizer
+from keras_transformer_layers.data.tokenizer import Tokenizer
 from keras_transformer_layers.data.tokenizer import build_vocabulary
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SyntheticTranslation",
     "SyntheticTranslationConfig",
     "TextTokenizer",
+    "Tokenizer",
     "build_vocabulary",
     "load_ted_hrlr",
     "make_translation_dataset",

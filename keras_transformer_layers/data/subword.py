@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.data.tokenizer import RESERVED_TOKENS
+from keras_transformer_layers.data.tokenizer import Tokenizer
 from keras_transformer_layers.data.tokenizer import content_ids
 from keras_transformer_layers.data.tokenizer import string_tensor
 from keras_transformer_layers.data.tokenizer import text_dataset
@@ -204,7 +205,7 @@ class _SharedSentencepieceModel(tf.saved_model.experimental.TrackableResource):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class SubwordTokenizer(keras.layers.Layer):
+class SubwordTokenizer(Tokenizer):
     """SentencePiece subword ids with start/end ids, in the TF graph, and back.
 
     A drop-in for `TextTokenizer` in `make_translation_dataset` and
@@ -300,20 +301,6 @@ class SubwordTokenizer(keras.layers.Layer):
         """
         inputs = string_tensor("inputs", inputs)
         return self.sentencepiece.tokenize(inputs)
-
-    def call(self, inputs):
-        inputs = string_tensor("inputs", inputs, allow_column=True)
-        ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
-        batch = ids.nrows()
-        start = tf.fill([batch, 1], START_ID)
-        end = tf.fill([batch, 1], END_ID)
-        ids = tf.concat([start, ids, end], axis=1)
-        return ids.to_tensor(default_value=PADDING_ID)  # (batch, max_len + 2)
-
-    def compute_output_spec(self, inputs):
-        # A scalar string is tokenized as a batch of one.
-        batch = inputs.shape[0] if len(inputs.shape) else 1
-        return keras.KerasTensor((batch, None), dtype="int32")
 
     def detokenize(self, ids):
         """Maps ids back to strings, in the graph.

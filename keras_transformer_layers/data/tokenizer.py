@@ -272,8 +272,41 @@ def _check_split(split):
         raise ValueError(f"`split` must be one of {_SPLITS}. Received: split={split!r}")
 
 
+class Tokenizer(keras.layers.Layer):
+    """Base of the package's tokenizers: strings to framed, padded ids.
+
+    Subclasses implement `tokenize` (strings to ids, without start/end ids)
+    and `detokenize`; calling the layer on a batch of strings gives
+    `[START] ids... [END]` per string, right-padded with 0 to the longest
+    string of the batch: the form both the encoder and the decoder of
+    `build_transformer` take. `TextTokenizer` (characters or words) and
+    `data.subword.SubwordTokenizer` (SentencePiece pieces) are the two.
+
+    Call arguments:
+        inputs: string tensor of shape `(batch,)` or `(batch, 1)` (a scalar
+            counts as a batch of one).
+
+    Returns:
+        An int32 tensor `(batch, max_ids_in_batch + 2)`.
+    """
+
+    def call(self, inputs):
+        inputs = string_tensor("inputs", inputs, allow_column=True)
+        ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
+        batch = ids.nrows()
+        start = tf.fill([batch, 1], START_ID)
+        end = tf.fill([batch, 1], END_ID)
+        ids = tf.concat([start, ids, end], axis=1)
+        return ids.to_tensor(default_value=PADDING_ID)  # (batch, max_len + 2)
+
+    def compute_output_spec(self, inputs):
+        # A scalar string is tokenized as a batch of one.
+        batch = inputs.shape[0] if len(inputs.shape) else 1
+        return keras.KerasTensor((batch, None), dtype="int32")
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class TextTokenizer(keras.layers.Layer):
+class TextTokenizer(Tokenizer):
     """Turns strings into padded id sequences with start/end ids, and back.
 
     The id layout is fixed: 0 padding, 1 `[UNK]`, 2 `[START]`, 3 `[END]`, then
@@ -402,20 +435,6 @@ class TextTokenizer(keras.layers.Layer):
 
     def build(self, inputs_shape):
         self.lookup.build((None,))
-
-    def call(self, inputs):
-        inputs = string_tensor("inputs", inputs, allow_column=True)
-        ids = self.tokenize(tf.reshape(inputs, [-1]))  # (batch, None) ragged
-        batch = ids.nrows()
-        start = tf.fill([batch, 1], START_ID)
-        end = tf.fill([batch, 1], END_ID)
-        ids = tf.concat([start, ids, end], axis=1)
-        return ids.to_tensor(default_value=PADDING_ID)  # (batch, max_len + 2)
-
-    def compute_output_spec(self, inputs):
-        # A scalar string is tokenized as a batch of one.
-        batch = inputs.shape[0] if len(inputs.shape) else 1
-        return keras.KerasTensor((batch, None), dtype="int32")
 
     def detokenize(self, ids):
         """Maps ids back to strings, in the graph.
