@@ -127,8 +127,8 @@ def filter_tensorflow_notices():
     load TensorFlow (through Keras) first, and print the notices it drops.
     """
     package = importlib.util.find_spec("keras_transformer_layers")
-    path = os.path.join(package.submodule_search_locations[0], "_tensorflow_notices.py")
-    spec = importlib.util.spec_from_file_location("_tensorflow_notices", path)
+    path = os.path.join(package.submodule_search_locations[0], "tensorflow_notices.py")
+    spec = importlib.util.spec_from_file_location("tensorflow_notices", path)
     notices = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(notices)
     notices.filter_stderr()

@@ -579,3 +579,26 @@ def test_sampling_exports_draw_the_keras_sample(kind, tmp_path):
     outputs = _runner(report["path"])(**{name: inputs})
     np.testing.assert_array_equal(outputs["token_ids"], tokens)
     np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)
+
+
+def test_seq2seq_beam_search_exports_give_the_keras_beams(trained_model, tmp_path):
+    """Beam search with the GNMT penalty: SavedModel and the TFLite loop give the Keras beams."""
+    beam_search = BeamSearch(num_beams=3, length_penalty=0.6)
+    generator = Generator(interface_of(trained_model), beam_search, max_length=MAX_LENGTH)
+    source = sources(4)
+    tokens, scores = generator.generate(source, return_scores=True)
+    assert (tokens[:, 0] != END_ID).all()  # real translations, not an immediate end
+    saved = export_generation_saved_model(generator, tmp_path / "sm", sample_inputs=source)
+    assert saved["token_agreement"] == 1.0
+    served = tf.saved_model.load(saved["path"]).signatures["serving_default"]
+    outputs = served(source_ids=tf.constant(source))
+    np.testing.assert_array_equal(outputs["token_ids"], tokens)
+    np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)
+    report = export_generation_tflite(
+        generator, tmp_path / "g.tflite", batch_size=len(source), sample_inputs=source
+    )
+    assert report["token_agreement"] == 1.0
+    assert not [op for op in report["op_names"] if op.startswith("CUSTOM")]
+    outputs = _runner(report["path"])(source_ids=source)
+    np.testing.assert_array_equal(outputs["token_ids"], tokens)
+    np.testing.assert_allclose(outputs["scores"], scores, atol=1e-4)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.backend_neutral
 _MODULE = (
     pathlib.Path(__file__).resolve().parents[1]
     / "keras_transformer_layers"
-    / "_tensorflow_notices.py"
+    / "tensorflow_notices.py"
 )
 
 # Copied from TensorFlow 2.21 and LiteRT runs on a CPU-only machine.

@@ -22,7 +22,7 @@ import os
 import sys
 import zipfile
 
-from keras_transformer_layers import _tensorflow_notices
+from keras_transformer_layers import tensorflow_notices
 
 PACKAGE = "keras_transformer_layers"
 
@@ -232,5 +232,5 @@ if __name__ == "__main__":
     # TensorFlow is loaded by now (the package imports Keras); its notices at
     # import come before any line here can run. The filter drops the ones
     # that follow: the cuInit and oneDNN `E0000` lines, LiteRT's XNNPACK line.
-    _tensorflow_notices.filter_stderr()
+    tensorflow_notices.filter_stderr()
     sys.exit(main())

@@ -64,9 +64,9 @@ def filter_stderr():
     Example:
 
     ```python
-    from keras_transformer_layers import _tensorflow_notices
+    from keras_transformer_layers import tensorflow_notices
 
-    _tensorflow_notices.filter_stderr()
+    tensorflow_notices.filter_stderr()
     ```
     """
     sys.stderr.flush()
