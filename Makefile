@@ -14,9 +14,7 @@ WHEEL_DIR := build/wheel-test
 # wheel test install from here, without the network (pip does not cache downloads here).
 WHEELHOUSE := build/wheelhouse
 WHEELHOUSE_STAMP := $(WHEELHOUSE)/.downloaded-stamp
-# --no-compile: Python compiles what is imported when it is imported; byte-compiling all of
-# TensorFlow at install time would cost more than it saves.
-LOCAL_PIP := --quiet --no-index --find-links $(WHEELHOUSE) --no-compile
+LOCAL_PIP := --quiet --no-index --find-links $(WHEELHOUSE)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
@@ -64,11 +62,14 @@ docs: $(STAMP) ## Build the HTML site (docs/ pages and the API reference) into s
 
 # A fresh virtual environment gets the wheel alone (no extras); the check runs
 # from $(WHEEL_DIR) so that it imports the installed copy, not the source tree.
+# --no-compile only here: one process imports the package once. The test environments
+# keep their byte code, which matters where PYTHONDONTWRITEBYTECODE is set (as on CI
+# machines here): without it every process would compile TensorFlow again.
 test-wheel: $(STAMP) ## Build wheel and sdist, install the wheel without extras, check it.
 	rm -rf $(WHEEL_DIR)
 	$(PY) -m build --no-isolation --outdir $(WHEEL_DIR)/dist . > /dev/null
 	$(PYTHON) -m venv $(WHEEL_DIR)/venv
-	$(WHEEL_DIR)/venv/bin/python -m pip install $(LOCAL_PIP) $(WHEEL_DIR)/dist/*.whl
+	$(WHEEL_DIR)/venv/bin/python -m pip install $(LOCAL_PIP) --no-compile $(WHEEL_DIR)/dist/*.whl
 	cd $(WHEEL_DIR) && venv/bin/python $(CURDIR)/tests/check_wheel.py dist
 
 lint: $(STAMP) ## ruff check and ruff format --check over the whole tree.
