@@ -152,6 +152,7 @@ def test_decoding_spec_describes_each_model():
         logits_size=24,
         max_target_length=None,
         masks_padding=True,
+        masks_source_padding=True,
     )
     assert _lm().decoding_spec == DecodingSpec(
         is_encoder_decoder=False,
@@ -161,6 +162,7 @@ def test_decoding_spec_describes_each_model():
         logits_size=24,
         max_target_length=None,
         masks_padding=True,
+        masks_source_padding=False,
     )
 
 
@@ -463,6 +465,7 @@ def test_hand_built_decoding_spec_and_unmasked_source():
         logits_size=21,
         max_target_length=6,
         masks_padding=True,
+        masks_source_padding=False,
     )
     # mask_zero=False: every source position is real, id 0 included.
     assert _numpy(interface.call_encoder(SOURCE)["source_mask"]).all()

@@ -1,8 +1,10 @@
 """The one place where generation depends on the backend: how the loop is compiled.
 
-- TensorFlow: `tf.function` over `(inputs, seed)`, with XLA when
-  `jit_compile=True`; variables are captured by reference, so later weight
-  updates are seen.
+- TensorFlow: `tf.function` over `(inputs, seed)`, variables captured by
+  reference, so later weight updates are seen. Without XLA one graph of
+  any `(batch, length)` serves every shape; with `jit_compile=True` XLA
+  compiles one program per input shape, so the function is traced once per
+  shape too (the tracing count is the compilation count).
 - JAX: `jax.jit`, the model variables passed in as arguments and mapped in a
   `keras.StatelessScope`, so later weight updates are seen without
   retracing.
@@ -28,14 +30,21 @@ def compile_generation(function, variables, jit_compile):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(
-            function,
-            input_signature=[
-                tf.TensorSpec((None, None), tf.int32, name="inputs"),
-                tf.TensorSpec((), tf.int32, name="seed"),
-            ],
-            jit_compile=jit_compile,
-        )
+        if not jit_compile:
+            return tf.function(
+                function,
+                input_signature=[
+                    tf.TensorSpec((None, None), tf.int32, name="inputs"),
+                    tf.TensorSpec((), tf.int32, name="seed"),
+                ],
+            )
+        compiled = tf.function(function, jit_compile=True)
+
+        def run_xla(inputs, seed):
+            # Tensors, not NumPy values: a new seed must not trace again.
+            return compiled(tf.convert_to_tensor(inputs, tf.int32), tf.convert_to_tensor(seed))
+
+        return run_xla
     if backend == "jax":
         import jax
 

@@ -15,6 +15,26 @@ from keras_transformer_layers.tokens import START_ID
 _INTERFACE = ("decoding_spec", "call_encoder", "initial_cache", "call_decoder_with_cache")
 
 
+def _length_buckets(value):
+    """`length_buckets` checked: `None`, a positive int, or a tuple of increasing ones."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        and all(a < b for a, b in zip(value[:-1], value[1:], strict=True))
+    ):
+        return tuple(value)
+    raise ValueError(
+        "`length_buckets` must be None, a positive int (pad to a multiple of it) or a "
+        "non-empty sequence of strictly increasing positive ints (the lengths to pad to). "
+        f"Received: length_buckets={value!r}"
+    )
+
+
 def _model_variables(model):
     """The variables a model with the interface reads (for `jax.jit`)."""
     if isinstance(model, keras.Layer):
@@ -92,6 +112,23 @@ class Generator:
             (`mask_zero=True`). Defaults to `tokens.PADDING_ID` (0).
         jit_compile: bool, compile with XLA on TensorFlow (JAX always
             compiles). Defaults to `False`.
+        length_buckets: `None`, a positive int or a sequence of increasing
+            positive ints: pads the inputs of each batch before the compiled
+            loop, so that any mix of lengths runs a bounded number of input
+            shapes (XLA and JAX compile once per shape; see
+            `tracing_count`). An int `n` pads sources to the next multiple
+            of `n` (and at most to the encoder's learned position table); a
+            sequence pads them to the smallest length in it that holds the
+            longest source of the batch, and a longer source raises. Lengths
+            count up to the last non-padding column. Decoder-only prompts
+            are padded to `max_length` columns, the width of the sequence
+            buffer the loop writes anyway, whatever the form. With
+            `batch_size`, the last (or only) batch is also filled up to
+            `batch_size` rows with copies of its first row, whose results
+            are dropped. Padding is masked: results are those of the
+            unpadded inputs. Needs an encoder embedding that masks padding
+            (`mask_zero=True`). Defaults to `None` (no padding: inputs run
+            at their own shape).
 
     Call arguments (`generate`):
         inputs: int array `(batch, length)`. Encoder-decoder: source ids
@@ -154,6 +191,7 @@ class Generator:
         end_id=END_ID,
         pad_id=PADDING_ID,
         jit_compile=False,
+        length_buckets=None,
     ):
         if isinstance(model, (str, type)) or not all(hasattr(model, name) for name in _INTERFACE):
             raise ValueError(
@@ -174,10 +212,26 @@ class Generator:
         self.end_id = end_id
         self.pad_id = pad_id
         self.jit_compile = jit_compile
+        self.length_buckets = _length_buckets(length_buckets)
         self._check_model_settings()
-        self._compiled = compile_generation(
-            self.generate_tensors, _model_variables(model), jit_compile
-        )
+        self._tracing_count = 0
+        self._compiled = compile_generation(self._traced, _model_variables(model), jit_compile)
+
+    @property
+    def tracing_count(self):
+        """How many times `generate` has traced its loop (one per compilation).
+
+        With `jit_compile=True` on TensorFlow, and on JAX, each new input
+        shape `(batch, length)` traces and compiles the loop once more; on
+        TensorFlow without XLA one trace serves every shape; eagerly
+        (PyTorch) every batch counts. `length_buckets` bounds it.
+        """
+        return self._tracing_count
+
+    def _traced(self, inputs, seed):
+        # Python code of a traced function runs once per trace.
+        self._tracing_count += 1
+        return self.generate_tensors(inputs, seed)
 
     def _check_model_settings(self):
         """Checks the ids and lengths against the model's vocabularies and tables."""
@@ -222,6 +276,7 @@ class Generator:
         # Decoding never emits padding (the cache cannot mask a position once
         # written, the full model would) nor the start token.
         self._forbidden = np.isin(np.arange(width), [self.pad_id, self.start_id])
+        self._check_length_buckets()
         self.strategy.check_generation_settings(
             self.max_length, width, width - int(self._forbidden.sum())
         )
@@ -237,6 +292,23 @@ class Generator:
                 f"Received: max_length={self.max_length!r}"
             )
 
+    def _check_length_buckets(self):
+        buckets = self.length_buckets
+        if buckets is None or not self.spec.is_encoder_decoder:
+            return
+        if not self.spec.masks_source_padding:
+            raise ValueError(
+                "`length_buckets` needs a model whose encoder embedding masks padding "
+                "(`mask_zero=True`): this encoder reads padded source positions, so "
+                f"padding would change the results. Received: length_buckets={buckets!r}"
+            )
+        table = self.spec.max_source_length
+        if isinstance(buckets, tuple) and table is not None and buckets[-1] > table:
+            raise ValueError(
+                "`length_buckets` must be at most the encoder's learned position table "
+                f"({table}). Received: length_buckets={buckets!r}"
+            )
+
     def get_config(self):
         """The generation settings (everything but the model); the strategy serialized."""
         return {
@@ -246,6 +318,11 @@ class Generator:
             "end_id": self.end_id,
             "pad_id": self.pad_id,
             "jit_compile": self.jit_compile,
+            "length_buckets": (
+                list(self.length_buckets)
+                if isinstance(self.length_buckets, tuple)
+                else self.length_buckets
+            ),
         }
 
     @classmethod
@@ -269,6 +346,8 @@ class Generator:
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         strategies.check_seed(seed)
+        if self.length_buckets is not None and self.spec.is_encoder_decoder:
+            self._bucket_length(self._source_length(inputs))  # raises before any batch runs
         rows = len(inputs)
         batch_size = rows if batch_size is None else batch_size
         starts = range(0, rows, batch_size)
@@ -278,11 +357,14 @@ class Generator:
         token_ids, scores = [], []
         for start in starts:
             batch = inputs[start : start + batch_size]
+            rows_in_batch = len(batch)
+            if self.length_buckets is not None:
+                batch = self._padded(batch, batch_size)
             batch_ids, batch_scores = self._compiled(batch, np.int32(seed))
-            token_ids.append(ops.convert_to_numpy(batch_ids).astype("int32"))
-            scores.append(ops.convert_to_numpy(batch_scores).astype("float32"))
+            token_ids.append(ops.convert_to_numpy(batch_ids)[:rows_in_batch].astype("int32"))
+            scores.append(ops.convert_to_numpy(batch_scores)[:rows_in_batch].astype("float32"))
             if progbar is not None:
-                progbar.add(len(batch))
+                progbar.add(rows_in_batch)
         token_ids, scores = np.concatenate(token_ids), np.concatenate(scores)
         return (token_ids, scores) if return_scores else token_ids
 
@@ -326,6 +408,40 @@ class Generator:
                 )
             return array.astype("int32")
         return self._check_prompts(array).astype("int32")
+
+    def _padded(self, batch, batch_size):
+        """`batch` padded to its length bucket, and to `batch_size` rows (see `length_buckets`)."""
+        if self.spec.is_encoder_decoder:
+            length = self._source_length(batch)
+            width = self._bucket_length(length)
+        else:
+            length = width = self.max_length
+        columns = min(length, batch.shape[1])
+        padded = np.full((batch_size, width), self.pad_id, "int32")
+        padded[:, :columns] = batch[0, :columns]  # filler rows: copies of the first
+        padded[: len(batch), :columns] = batch[:, :columns]
+        return padded
+
+    def _source_length(self, sources):
+        """The columns of `sources` up to the last one holding a non-padding id (at least 1)."""
+        used = np.flatnonzero(np.any(sources != self.pad_id, axis=0))
+        return int(used[-1]) + 1 if len(used) else 1
+
+    def _bucket_length(self, length):
+        """The length a source of `length` tokens is padded to."""
+        buckets = self.length_buckets
+        if isinstance(buckets, int):
+            width = -(-length // buckets) * buckets  # the next multiple
+            table = self.spec.max_source_length
+            return width if table is None else min(width, table)
+        fitting = [bucket for bucket in buckets if bucket >= length]
+        if not fitting:
+            raise ValueError(
+                f"`inputs` must hold sources of at most {buckets[-1]} tokens, the largest "
+                f"of `length_buckets`. Received: a source of {length} tokens "
+                f"with length_buckets={buckets!r}"
+            )
+        return fitting[0]
 
     def _integer_matrix(self, inputs):
         """`inputs` as a non-empty rank-2 integer NumPy array."""

@@ -49,6 +49,9 @@ class DecodingSpec:
             for sinusoidal positions.
         masks_padding: bool, an embedding masks id 0 as padding
             (`mask_zero=True`).
+        masks_source_padding: bool, the encoder embedding masks id 0 as
+            padding, so padding a source with more 0s changes no result;
+            `False` for a decoder-only model.
     """
 
     is_encoder_decoder: bool
@@ -58,6 +61,7 @@ class DecodingSpec:
     logits_size: int
     max_target_length: object
     masks_padding: bool
+    masks_source_padding: bool
 
 
 def _table_length(embedding):
@@ -96,6 +100,7 @@ class CachedDecodingMixin:
             logits_size=logits_size,
             max_target_length=_table_length(self.decoder_embedding),
             masks_padding=any(embedding.mask_zero for embedding in embeddings),
+            masks_source_padding=encoder_embedding is not None and encoder_embedding.mask_zero,
         )
 
     def call_encoder(self, source_ids):
