@@ -1,0 +1,131 @@
+"""`Generator(length_buckets=...)`: the same results as unpadded inputs, a bounded compile count."""
+
+import numpy as np
+import pytest
+
+from keras_transformer_layers.generation import BeamSearch
+from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.generation import Sampling
+from tests.generation_fixtures import small_model
+
+VOCABULARY_SIZE = 20
+MAX_LENGTH = 6
+# Sources of 1 to 7 tokens and prompts of 1 to 5, with padding beyond the longest.
+LENGTHS = (1, 7, 3, 5, 2)
+PROMPT_LENGTHS = (1, 4, 3, 5, 2)
+STRATEGIES = {
+    "greedy": "greedy",
+    "beam": BeamSearch(num_beams=3),
+    "sampling": Sampling(top_k=6, seed=11),
+}
+
+
+def _rows(lengths, width, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((len(lengths), width), "int32")
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(4, VOCABULARY_SIZE, length)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Untrained one-layer models: every source and prompt token moves the logits."""
+    settings = {"vocabulary_size": VOCABULARY_SIZE, "favoured": (), "bias": 0.0}
+    return {
+        "seq2seq": (small_model(**settings)[1], _rows(LENGTHS, 9)),
+        "lm": (small_model(decoder_only=True, **settings)[1], _rows(PROMPT_LENGTHS, 7)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_buckets_change_no_result(models, kind, strategy):
+    model, inputs = models[kind]
+    plain = Generator(model, STRATEGIES[strategy], max_length=MAX_LENGTH)
+    expected, expected_scores = plain.generate(inputs, return_scores=True)
+    # Not a constant model: the rows differ.
+    assert len({tuple(row) for row in expected.tolist()}) > 1
+    # A multiple of 4 and two batches of 3 rows: the last is filled with a copy of its first row.
+    bucketed = Generator(model, STRATEGIES[strategy], max_length=MAX_LENGTH, length_buckets=4)
+    token_ids, scores = bucketed.generate(inputs, batch_size=3, return_scores=True, verbose=0)
+    np.testing.assert_array_equal(token_ids, expected)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    assert token_ids.shape == (len(LENGTHS), MAX_LENGTH) and scores.shape == (len(LENGTHS),)
+
+
+def test_buckets_up_to_a_learned_position_table():
+    """A multiple beyond the table pads to the table; a listed bucket beyond it is refused."""
+    model = small_model(vocabulary_size=VOCABULARY_SIZE, favoured=(), bias=0.0, table=6)[1]
+    source = _rows((5, 2), 6)
+    expected = Generator(model, max_length=MAX_LENGTH).generate(source)
+    bucketed = Generator(model, max_length=MAX_LENGTH, length_buckets=4)
+    np.testing.assert_array_equal(bucketed.generate(source), expected)
+    with pytest.raises(ValueError, match=r"`length_buckets` must be at most the encoder's learned"):
+        Generator(model, length_buckets=[4, 8])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -4, True, 2.0, "8", [], [4, 4], [8, 4], [4, 0], [4, 8.0], (4, None)],
+)
+def test_bad_length_buckets_are_value_errors(models, value):
+    with pytest.raises(ValueError, match=r"`length_buckets` must be None, a positive int") as error:
+        Generator(models["seq2seq"][0], length_buckets=value)
+    assert f"Received: length_buckets={value!r}" in str(error.value)
+
+
+def test_buckets_need_a_model_that_masks_source_padding():
+    unmasked = small_model(vocabulary_size=VOCABULARY_SIZE, mask_zero=False)[1]
+    with pytest.raises(ValueError, match=r"`length_buckets` needs a model whose encoder[\s\S]*=8"):
+        Generator(unmasked, length_buckets=8)
+    Generator(unmasked)  # without buckets the model is fine
+
+
+def test_a_source_longer_than_the_largest_bucket_is_a_value_error(models):
+    generator = Generator(models["seq2seq"][0], max_length=MAX_LENGTH, length_buckets=(2, 4))
+    source = _rows((3, 5), 8)  # trailing padding does not count: 5 tokens
+    with pytest.raises(ValueError, match=r"at most 4 tokens[\s\S]*source of 5 tokens"):
+        generator.generate(source, batch_size=1, verbose=0)
+    assert generator.tracing_count == 0  # raised before any batch ran
+
+
+def test_length_buckets_round_trip_through_get_config(models):
+    model = models["seq2seq"][0]
+    for value in (None, 8, [4, 8]):
+        config = Generator(model, length_buckets=value).get_config()
+        assert config["length_buckets"] == value
+        assert Generator.from_config(config, model).get_config() == config
+
+
+@pytest.fixture(scope="module")
+def xla_counts(models):
+    """XLA generators run on many lengths and batch sizes; one compile per bucket.
+
+    The only XLA compiles of the file: two buckets (seq2seq), one (lm).
+    """
+    seq2seq, lm = models["seq2seq"][0], models["lm"][0]
+    source_generator = Generator(
+        seq2seq, max_length=MAX_LENGTH, jit_compile=True, length_buckets=(4, 8)
+    )
+    prompt_generator = Generator(lm, max_length=MAX_LENGTH, jit_compile=True, length_buckets=4)
+    results = {"seq2seq": [], "lm": []}
+    for length in range(1, 9):
+        for rows in (1, 2):
+            source = _rows((length,) * rows, length + rows - 1, seed=length)
+            results["seq2seq"].append((source, source_generator.generate(source, batch_size=2)))
+    for length in range(1, MAX_LENGTH):
+        prompts = _rows((length, 1), length, seed=length)
+        results["lm"].append((prompts, prompt_generator.generate(prompts, batch_size=2)))
+    return {"seq2seq": source_generator, "lm": prompt_generator}, results
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+def test_xla_compiles_once_per_bucket_and_matches(models, xla_counts, kind):
+    generators, results = xla_counts
+    # 16 seq2seq requests of 8 lengths and 2 batch sizes: buckets 4 and 8 at batch 2.
+    # 5 lm requests of 5 prompt widths: the one width max_length at batch 2.
+    assert generators[kind].tracing_count == {"seq2seq": 2, "lm": 1}[kind]
+    plain = Generator(models[kind][0], max_length=MAX_LENGTH)
+    for inputs, token_ids in results[kind]:
+        np.testing.assert_array_equal(token_ids, plain.generate(inputs))
