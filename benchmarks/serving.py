@@ -25,12 +25,14 @@ Variants, in this order, each on its own `Generator` over the same model:
   `Generator.generate_tensors` with a `(None, None)` input signature: XLA
   compiles again for every new source length.
 
-The wall time covers every request, compilations included: the first pass
+The wall time (and the CPU time of the process, steadier on a shared
+machine) covers every request, compilations included: the first pass
 over the requests. A second pass, every shape compiled, gives the cost of a
 request alone (and so the cost of the padding). Every variant must give the
 same tokens as the first (reported), and its second pass the same as its
-first (checked). Ratios are of wall times, against `XLA, per shape` and
-against the best of it and `no XLA` (the two ways to serve before buckets).
+first (checked). Ratios (of wall times, and of CPU times) are against
+`XLA, per shape` and against the best of it and `no XLA`, the two ways to
+serve before buckets.
 """
 
 import argparse
@@ -51,6 +53,7 @@ import keras_transformer_layers as ktl  # noqa: E402
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data.spa_eng import split_of  # noqa: E402
+from keras_transformer_layers.data.tokenizer import split_text  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
@@ -81,15 +84,15 @@ def requests(path, count, seed):
     order = np.random.default_rng(seed).permutation(len(test))[:count]
     chosen = [test[i] for i in order]
     sources = [tokenizer(tf.constant([english])).numpy() for english, _ in chosen]
-    spanish = [len(spanish.split()) for _, spanish in chosen]
-    return sources, spanish, tokenizer.vocabulary_size
+    spanish = split_text(tf.constant([spanish for _, spanish in chosen]), split="word")
+    return sources, spanish.row_lengths().numpy(), tokenizer.vocabulary_size
 
 
 def timed(generate, sources):
-    """Wall time of `generate` over every request, and the tokens, one row each."""
-    start = time.perf_counter()
+    """Wall and CPU seconds of `generate` over every request, and the tokens, one row each."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     tokens = [generate(source) for source in sources]
-    return time.perf_counter() - start, np.concatenate(tokens)
+    return time.perf_counter() - start, time.process_time() - start_cpu, np.concatenate(tokens)
 
 
 def commit():
@@ -136,7 +139,7 @@ def main(argv=None):
     print(
         f"{len(sources)} requests, source lengths {min(lengths)}-{max(lengths)} "
         f"({len(set(lengths))} distinct, mean {np.mean(lengths):.1f}); Spanish references "
-        f"{np.mean(spanish):.1f} words on average; {args.max_length} tokens generated each"
+        f"{np.mean(spanish):.1f} words and punctuation marks on average; {args.max_length} tokens generated each"
     )
 
     keras.utils.set_random_seed(args.seed)
@@ -166,32 +169,35 @@ def main(argv=None):
     }
     results = {}
     for name, generate in variants.items():
-        seconds, tokens = timed(generate, sources)
+        seconds, cpu_seconds, tokens = timed(generate, sources)
         # Every shape is compiled now: the second pass times the requests alone.
-        warm_seconds, warm_tokens = timed(generate, sources)
+        warm_seconds, _, warm_tokens = timed(generate, sources)
         assert (warm_tokens == tokens).all(), name
-        results[name] = seconds, tokens, warm_seconds
-        print(f"  {name}: {seconds:.1f} s, then {warm_seconds:.1f} s", flush=True)
+        results[name] = seconds, cpu_seconds, tokens, warm_seconds
+        print(f"  {name}: {seconds:.1f} s ({cpu_seconds:.1f} CPU-s), then {warm_seconds:.1f} s")
 
-    reference = next(iter(results.values()))[1]
-    before = results["XLA, per shape"][0]
+    reference = next(iter(results.values()))[2]
+    before, before_cpu = results["XLA, per shape"][:2]
     best_today = min(before, results["no XLA"][0])
+    best_today_cpu = min(before_cpu, results["no XLA"][1])
     print()
     print(
-        "| variant | wall time (s) | ms per request | compilations | per shape / this | "
-        "best today / this | tokens equal |"
+        "| variant | wall time (s) | per shape / this | best today / this | CPU-s | "
+        "per shape / this, CPU | best today / this, CPU | compilations | "
+        "ms per request, compiled | tokens equal |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     compilations = {
         "no XLA": "1 trace",
         "XLA, per shape": f"{len(set(lengths))} (one per length)",
     }
-    for name, (seconds, tokens, warm_seconds) in results.items():
+    for name, (seconds, cpu, tokens, warm_seconds) in results.items():
         equal = int((tokens == reference).all(axis=1).sum())
         count = compilations.get(name, f"{bucketed.tracing_count} (one per bucket)")
         print(
             f"| {name} | {seconds:.1f} | {before / seconds:.2f}x | {best_today / seconds:.2f}x | "
-            f"{count} | {1000 * warm_seconds / len(sources):.1f} | {equal}/{len(tokens)} |"
+            f"{cpu:.1f} | {before_cpu / cpu:.2f}x | {best_today_cpu / cpu:.2f}x | {count} | "
+            f"{1000 * warm_seconds / len(sources):.1f} | {equal}/{len(tokens)} |"
         )
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -42,11 +42,12 @@ def models():
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_buckets_change_no_result(models, kind, strategy):
     model, inputs = models[kind]
+    # Two batches of 3 rows (sampling numbers its draws by row within a batch).
     plain = Generator(model, STRATEGIES[strategy], max_length=MAX_LENGTH)
-    expected, expected_scores = plain.generate(inputs, return_scores=True)
+    expected, expected_scores = plain.generate(inputs, batch_size=3, return_scores=True, verbose=0)
     # Not a constant model: the rows differ.
     assert len({tuple(row) for row in expected.tolist()}) > 1
-    # A multiple of 4 and two batches of 3 rows: the last is filled with a copy of its first row.
+    # A multiple of 4; the last batch is filled up to 3 rows with a copy of its first row.
     bucketed = Generator(model, STRATEGIES[strategy], max_length=MAX_LENGTH, length_buckets=4)
     token_ids, scores = bucketed.generate(inputs, batch_size=3, return_scores=True, verbose=0)
     np.testing.assert_array_equal(token_ids, expected)
@@ -98,34 +99,18 @@ def test_length_buckets_round_trip_through_get_config(models):
         assert Generator.from_config(config, model).get_config() == config
 
 
-@pytest.fixture(scope="module")
-def xla_counts(models):
-    """XLA generators run on many lengths and batch sizes; one compile per bucket.
-
-    The only XLA compiles of the file: two buckets (seq2seq), one (lm).
-    """
-    seq2seq, lm = models["seq2seq"][0], models["lm"][0]
-    source_generator = Generator(
-        seq2seq, max_length=MAX_LENGTH, jit_compile=True, length_buckets=(4, 8)
-    )
-    prompt_generator = Generator(lm, max_length=MAX_LENGTH, jit_compile=True, length_buckets=4)
-    results = {"seq2seq": [], "lm": []}
-    for length in range(1, 9):
-        for rows in (1, 2):
-            source = _rows((length,) * rows, length + rows - 1, seed=length)
-            results["seq2seq"].append((source, source_generator.generate(source, batch_size=2)))
-    for length in range(1, MAX_LENGTH):
-        prompts = _rows((length, 1), length, seed=length)
-        results["lm"].append((prompts, prompt_generator.generate(prompts, batch_size=2)))
-    return {"seq2seq": source_generator, "lm": prompt_generator}, results
-
-
-@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
-def test_xla_compiles_once_per_bucket_and_matches(models, xla_counts, kind):
-    generators, results = xla_counts
-    # 16 seq2seq requests of 8 lengths and 2 batch sizes: buckets 4 and 8 at batch 2.
-    # 5 lm requests of 5 prompt widths: the one width max_length at batch 2.
-    assert generators[kind].tracing_count == {"seq2seq": 2, "lm": 1}[kind]
-    plain = Generator(models[kind][0], max_length=MAX_LENGTH)
-    for inputs, token_ids in results[kind]:
-        np.testing.assert_array_equal(token_ids, plain.generate(inputs))
+def test_xla_compiles_once_for_many_lengths_and_batch_sizes(models):
+    """The one XLA compile of the file: 16 requests of 8 lengths and 2 batch sizes."""
+    model = models["seq2seq"][0]
+    generator = Generator(model, max_length=MAX_LENGTH, jit_compile=True, length_buckets=8)
+    requests = [
+        _rows((length,) * rows, length + rows, seed=length)  # trailing padding of varied width
+        for length in range(1, 9)
+        for rows in (1, 2)
+    ]
+    results = [generator.generate(source, batch_size=2) for source in requests]
+    # Without buckets, XLA would compile 16 shapes; with them, one: (2, 8).
+    assert generator.tracing_count == 1
+    plain = Generator(model, max_length=MAX_LENGTH)
+    for index in (0, 9, 15):
+        np.testing.assert_array_equal(results[index], plain.generate(requests[index]))

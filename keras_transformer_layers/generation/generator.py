@@ -70,9 +70,9 @@ class Generator:
     source; each step then feeds one token through the decoder, attending to
     a fixed-size self-attention cache (Vaswani et al., 2017, section 3.2.3
     masking, applied to the cached positions). The whole search is one
-    `ops.while_loop` compiled once per input shape: `tf.function` on
-    TensorFlow (XLA with `jit_compile=True`), `jax.jit` on JAX, eager on
-    PyTorch.
+    `ops.while_loop` compiled by `tf.function` on TensorFlow (XLA with
+    `jit_compile=True`), `jax.jit` on JAX, eager on PyTorch; XLA and JAX
+    compile it once per input shape, which `length_buckets` bounds.
 
     The sequence buffer starts with the prompt (for an encoder-decoder
     model, the start token); every step feeds position `t` and chooses the
@@ -157,11 +157,13 @@ class Generator:
     Raises:
         ValueError: at construction, for a model without the interface, a
             setting of the wrong type, NaN, infinite or out of range, or an
-            id or length the model cannot take; in `generate`, for inputs
-            that are not a rank-2 integer array, hold ids outside the
-            vocabulary, are longer than a learned position table, or
-            (decoder-only) hold an empty, not right-padded or too long
-            prompt; checked before the compiled loop runs.
+            id or length the model cannot take, or `length_buckets` for a
+            model whose encoder does not mask padding; in `generate`, for
+            inputs that are not a rank-2 integer array, hold ids outside the
+            vocabulary, are longer than a learned position table or than the
+            largest of `length_buckets`, or (decoder-only) hold an empty, not
+            right-padded or too long prompt; checked before the compiled loop
+            runs.
 
     Example:
 
