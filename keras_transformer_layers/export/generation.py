@@ -494,11 +494,13 @@ def export_generation_tflite(
             Defaults to `None`.
         overwrite: bool, replace an existing file. Defaults to `False`.
         quantization: `None` (float32 weights) or `"dynamic_int8"`: the
-            converter's dynamic-range quantization, int8 weights for the
-            matrix products (and a 4x smaller file), activations and the
-            caches in float32. Greedy tokens can differ from the float32
-            generator's: check `"token_agreement"` with `sample_inputs` (see
-            docs/quantization.md for measured figures). Defaults to `None`.
+            converter's dynamic-range quantization, int8 weights (4x fewer
+            bytes) for every weight matrix of at least 1024 elements;
+            activations, the caches and smaller tensors stay float32, so the
+            file shrinks less than 4x. Greedy tokens can differ from the
+            float32 generator's: check `"token_agreement"` with
+            `sample_inputs` (see docs/quantization.md for measured figures).
+            Defaults to `None`.
 
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`,
