@@ -50,6 +50,7 @@ ENCODE_SIGNATURE = "encode"
 DECODE_STEP_SIGNATURE = "decode_step"
 ENCODE_FILE = "encode.tflite"
 DECODE_STEP_FILE = "decode_step.tflite"
+QUANTIZATIONS = (None, "dynamic_int8")
 
 
 def _check_generator(generator):
@@ -421,10 +422,15 @@ def export_generation_saved_model(
     return report
 
 
-def _check_tflite(caller, generator, batch_size):
+def _check_tflite(caller, generator, batch_size, quantization):
     _io.require_litert(caller)
     _check_generator(generator)
     _validation.check_positive_int("batch_size", batch_size)
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            "`quantization` must be None (float32 weights) or 'dynamic_int8' (int8 "
+            f"weights, float activations). Received: quantization={quantization!r}"
+        )
     dtype = generator.model.initial_cache(1, 1).dtype
     if dtype != "float32":
         raise ValueError(
@@ -435,19 +441,29 @@ def _check_tflite(caller, generator, batch_size):
         )
 
 
-def _convert(function, module, path):
+def _convert(function, module, path, quantization):
     """Writes `function` as a `.tflite` file of builtin ops; returns its report."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], module
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "dynamic_int8":
+        # DEFAULT without a representative dataset is dynamic-range
+        # quantization: int8 weights, float activations.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with open(path, "wb") as f:
         f.write(converter.convert())
     return {"size_bytes": os.path.getsize(path), "op_names": tflite.tflite_op_names(path)}
 
 
 def export_generation_tflite(
-    generator, path, batch_size=1, input_len=None, sample_inputs=None, overwrite=False
+    generator,
+    path,
+    batch_size=1,
+    input_len=None,
+    sample_inputs=None,
+    overwrite=False,
+    quantization=None,
 ):
     """Writes `generator`'s whole generation loop as a `.tflite` file.
 
@@ -477,11 +493,20 @@ def export_generation_tflite(
             the file is run on it and compared with `generator.generate`.
             Defaults to `None`.
         overwrite: bool, replace an existing file. Defaults to `False`.
+        quantization: `None` (float32 weights) or `"dynamic_int8"`: the
+            converter's dynamic-range quantization, int8 weights (4x fewer
+            bytes) for every weight matrix of at least 1024 elements;
+            activations, the caches and smaller tensors stay float32, so the
+            file shrinks less than 4x. Greedy tokens can differ from the
+            float32 generator's: check `"token_agreement"` with
+            `sample_inputs` (see docs/quantization.md for measured figures).
+            Defaults to `None`.
 
     Returns:
-        A dict with `"path"`, `"size_bytes"`, `"op_names"` (sorted distinct
-        op names) and, with `sample_inputs`, `"max_abs_diff"` (of the
-        scores) and `"token_agreement"`; otherwise those two are `None`.
+        A dict with `"path"`, `"quantization"`, `"size_bytes"`,
+        `"op_names"` (sorted distinct op names) and, with `sample_inputs`,
+        `"max_abs_diff"` (of the scores) and `"token_agreement"`;
+        otherwise those two are `None`.
 
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed (checked
@@ -498,7 +523,7 @@ def export_generation_tflite(
     runner(source_ids=source_ids)["token_ids"]
     ```
     """
-    _check_tflite("export_generation_tflite", generator, batch_size)
+    _check_tflite("export_generation_tflite", generator, batch_size, quantization)
     _check_input_len("input_len", input_len, generator)
     path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
     if os.path.isdir(path):
@@ -506,12 +531,18 @@ def export_generation_tflite(
     function = _generate_function(generator, (batch_size, input_len))
     module = _module([function])
     with _io.atomic_output(path) as staging:
-        report = {"path": path, **_convert(function, module, staging)}
+        report = {
+            "path": path,
+            "quantization": quantization,
+            **_convert(function, module, staging, quantization),
+        }
         _verified(report, staging, generator, sample_inputs)
     return report
 
 
-def export_decode_step_tflite(generator, directory, batch_size=1, source_len=None, overwrite=False):
+def export_decode_step_tflite(
+    generator, directory, batch_size=1, source_len=None, overwrite=False, quantization=None
+):
     """Writes one decoder step (and `encode`) as `.tflite` files without control flow.
 
     Delegates that cannot run `WHILE` run these; the caller loops, feeding
@@ -538,11 +569,15 @@ def export_decode_step_tflite(generator, directory, batch_size=1, source_len=Non
             to `None`.
         overwrite: bool, replace an existing `directory`. Defaults to
             `False`.
+        quantization: `None` (float32 weights) or `"dynamic_int8"` (int8
+            weights for the matrix products, float32 activations and
+            caches), for both files; as in `export_generation_tflite`.
+            Defaults to `None`.
 
     Returns:
-        A dict with `"path"` (the absolute folder), and `"files"`,
-        `"size_bytes"` and `"op_names"`, each a dict by signature name
-        (`"encode"`, `"decode_step"`).
+        A dict with `"path"` (the absolute folder), `"quantization"`, and
+        `"files"`, `"size_bytes"` and `"op_names"`, each a dict by
+        signature name (`"encode"`, `"decode_step"`).
 
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed.
@@ -556,7 +591,7 @@ def export_decode_step_tflite(generator, directory, batch_size=1, source_len=Non
     report["files"]["decode_step"]  # '/tmp/step/decode_step.tflite'
     ```
     """
-    _check_tflite("export_decode_step_tflite", generator, batch_size)
+    _check_tflite("export_decode_step_tflite", generator, batch_size, quantization)
     _check_source_len("source_len", source_len, generator, required=True)
     path = _io.check_output_path("directory", directory, overwrite)
     if os.path.isfile(path):
@@ -564,11 +599,19 @@ def export_decode_step_tflite(generator, directory, batch_size=1, source_len=Non
     functions = _step_functions(generator, batch_size, source_len)
     module = _module(functions.values())
     file_names = {ENCODE_SIGNATURE: ENCODE_FILE, DECODE_STEP_SIGNATURE: DECODE_STEP_FILE}
-    report = {"path": path, "files": {}, "size_bytes": {}, "op_names": {}}
+    report = {
+        "path": path,
+        "quantization": quantization,
+        "files": {},
+        "size_bytes": {},
+        "op_names": {},
+    }
     with _io.atomic_output(path) as staging:
         os.mkdir(staging)
         for name, function in functions.items():
-            converted = _convert(function, module, os.path.join(staging, file_names[name]))
+            converted = _convert(
+                function, module, os.path.join(staging, file_names[name]), quantization
+            )
             report["files"][name] = os.path.join(path, file_names[name])
             report["size_bytes"][name] = converted["size_bytes"]
             report["op_names"][name] = converted["op_names"]

@@ -4,6 +4,7 @@ import keras
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.layers._initializers import clone_initializer
+from keras_transformer_layers.layers._quantization import dtype_config
 from keras_transformer_layers.layers.add_norm import AddNorm
 from keras_transformer_layers.layers.attention import MultiHeadAttention
 from keras_transformer_layers.layers.feed_forward import FeedForward
@@ -188,6 +189,7 @@ class TransformerLayerBase(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                "dtype": dtype_config(self),
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.layers import masks
+from keras_transformer_layers.layers._quantization import dtype_config
 
 # Masked scores are filled before the float32 softmax. A fill near the lowest
 # float32 value keeps every masked key below every real one, however large the
@@ -67,10 +68,10 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     subclass adds the masking guarantees below, the decoding caches, and
     input checks; it supports rank-3 inputs `(batch, seq_len, dim)` only
     (no `attention_axes`, `output_shape`, `use_gate` or `sliding_window`).
-    `quantize("int8")` works in memory (quantize after `load_model`): as for
-    Keras' own layer, the projections are rebuilt from this layer's dtype
-    policy when a file is loaded, so a quantized model does not reload from
-    `.keras`.
+    Unlike Keras' own layer, a quantized one reloads from `.keras`: its
+    config records the projections' int8 policies in a
+    `keras.dtype_policies.DTypePolicyMap`, so they are rebuilt quantized
+    (the layers and models of this package all do this).
 
     Under a float32 compute dtype, with `value_dim == key_dim`, without
     dropout in effect and without `return_attention_scores`, the weights are computed by the fused
@@ -593,6 +594,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = dtype_config(self)
         # Settings of the Keras layer this rank-3 subclass does not take.
         for name in ("use_gate", "output_shape", "attention_axes", "sliding_window"):
             config.pop(name)

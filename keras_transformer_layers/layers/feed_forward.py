@@ -4,6 +4,7 @@ import keras
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.layers._initializers import clone_initializer
+from keras_transformer_layers.layers._quantization import dtype_config
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -109,6 +110,7 @@ class FeedForward(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = dtype_config(self)
         config.update(
             {
                 "intermediate_dim": self.intermediate_dim,

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers._quantization import dtype_config
 
 
 def sinusoidal_table(sequence_length, dim, start_index=0, max_wavelength=10000):
@@ -342,6 +343,7 @@ class PositionalEmbedding(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                "dtype": dtype_config(self),
                 "vocabulary_size": self.vocabulary_size,
                 "embedding_dim": self.embedding_dim,
                 "mask_zero": self.mask_zero,

@@ -54,3 +54,15 @@ def layers_dtype_policy(dtype):
             "`dtype` must be None, a dtype policy or its name (e.g. "
             f'"mixed_float16"). Received: dtype={dtype!r}'
         ) from None
+
+
+def logits_dtype_policy(policy):
+    """The policy of the untied `logits` Dense: float32, or its quantized policy.
+
+    A quantized model's config records a `DTypePolicyMap` (see
+    `layers._quantization`); its entry for `logits` rebuilds that layer
+    quantized, so that the saved int8 weights fit.
+    """
+    if isinstance(policy, keras.dtype_policies.DTypePolicyMap) and "logits" in policy:
+        return policy["logits"]
+    return "float32"

@@ -3,6 +3,7 @@
 import keras
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers._quantization import dtype_config
 from keras_transformer_layers.layers.decoder import ENCODER_CONNECTIONS
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
@@ -10,6 +11,7 @@ from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.tied_logits import TiedLogits
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
+from keras_transformer_layers.models._arguments import logits_dtype_policy
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
 
 TIE_EMBEDDINGS = ("none", "decoder", "all")
@@ -223,7 +225,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         y = decoder(y, encoder_outputs)
         if tie_embeddings == "none":
             logits_layer = keras.layers.Dense(
-                target_vocabulary_size, dtype="float32", name="logits"
+                target_vocabulary_size, dtype=logits_dtype_policy(policy), name="logits"
             )
         else:
             logits_layer = TiedLogits(decoder_embedding, name="logits")
@@ -262,7 +264,7 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.layers_dtype_policy),
+            "dtype": dtype_config(self, self.layers_dtype_policy),
             "source_vocabulary_size": self.source_vocabulary_size,
             "target_vocabulary_size": self.target_vocabulary_size,
             "num_layers": self.num_layers,

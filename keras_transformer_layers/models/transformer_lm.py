@@ -3,11 +3,13 @@
 import keras
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers._quantization import dtype_config
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.tied_logits import TiedLogits
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
+from keras_transformer_layers.models._arguments import logits_dtype_policy
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
 
 TIE_EMBEDDINGS = ("none", "decoder")
@@ -158,7 +160,9 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
         )
         x = decoder(x)  # no memory: causal self-attention blocks only
         if tie_embeddings == "none":
-            logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+            logits_layer = keras.layers.Dense(
+                vocabulary_size, dtype=logits_dtype_policy(policy), name="logits"
+            )
         else:
             logits_layer = TiedLogits(embedding, name="logits")
         logits = logits_layer(x)
@@ -189,7 +193,7 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.layers_dtype_policy),
+            "dtype": dtype_config(self, self.layers_dtype_policy),
             "vocabulary_size": self.vocabulary_size,
             "num_layers": self.num_layers,
             "model_dim": self.model_dim,
