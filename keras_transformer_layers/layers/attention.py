@@ -72,6 +72,15 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     policy when a file is loaded, so a quantized model does not reload from
     `.keras`.
 
+    Decoding steps (calls with a `cache`) compute the projections of
+    unquantized layers as plain 2-D matrix products on the same kernels,
+    viewed as `(dim, heads * key_dim)` and `(heads * value_dim, dim)`; a
+    cached self-attention step (`query`, `value` and `key` the same tensor)
+    computes its query, key and value in one product. At one token per row
+    that is several times faster than the `EinsumDense` calls on CPU
+    (see docs/generation.md); the weights and saved files do not change, and
+    quantized projections keep their own call.
+
     Under a float32 compute dtype, with `value_dim == key_dim`, without
     dropout in effect and without `return_attention_scores`, the weights are computed by the fused
     `keras.ops.dot_product_attention`, which is then provably the same
