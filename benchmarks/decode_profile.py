@@ -9,7 +9,8 @@ without XLA), on the shapes a real step gives it; its output feeds the next
 iteration so that nothing is hoisted out of the loop. The parts are timed
 round-robin and the best of `--repeats` runs is kept. Parts timed alone lose
 the fusion across their borders, so their sum is not exactly the step: the
-last rows (`whole step`, `generator step`) are the reference.
+whole-step rows are the reference. The encoder row is per call (once per
+`generate`); divide it by 64 for its share of a generated token.
 """
 
 import argparse
@@ -25,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
+from keras_transformer_layers.layers import masks  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
 SOURCE_LEN, NEW_TOKENS = 32, 64
@@ -104,18 +106,32 @@ def parts(model, batch_size):
         new = tf.stack([x, x], axis=1)  # (batch, 2, 1, heads, key_dim)
         return x, keras.ops.slice_update(cache, (0, 0, step, 0, 0), new)
 
+    def fused_projections(step, x):
+        dense = (self_attention.query_dense, self_attention.key_dense, self_attention.value_dense)
+        kernel = tf.concat([tf.reshape(d.kernel, (MODEL_DIM, -1)) for d in dense], axis=1)
+        bias = tf.concat([tf.reshape(d.bias, (-1,)) for d in dense], axis=0)
+        return _feed(x, tf.matmul(tf.reshape(x, (-1, MODEL_DIM)), kernel) + bias)
+
     def core(step, q, cache):
         mask = tf.range(NEW_TOKENS)[None, None, None, :] <= step  # (1, 1, 1, max_length)
-        out = self_attention._fused_attention(q, cache[:, 0], cache[:, 1], mask)
+        out = keras.ops.dot_product_attention(
+            q,
+            cache[:, 0],
+            cache[:, 1],
+            mask=tf.broadcast_to(mask, (batch_size, NUM_HEADS, 1, NEW_TOKENS)),
+        )
         return q + 1e-9 * out, cache
 
     def mask_work(step, x):
-        mask = self_attention._padding_mask(
-            token_mask,
-            self_attention._cached_key_mask(token_mask, x, NEW_TOKENS, step),
-            None,
+        # What a cached self-attention step builds: the padding mask of the new
+        # key placed in the cache, merged with the query's and the causal mask.
+        key_mask = keras.ops.slice_update(
+            tf.ones((batch_size, NEW_TOKENS), tf.bool), (0, step), token_mask
         )
-        mask = ktl.layers.masks.merge_masks(mask, ktl.layers.masks.causal_mask(1, NEW_TOKENS, step))
+        mask = masks.merge_masks(
+            masks.attention_mask_from_padding(token_mask, key_mask),
+            masks.causal_mask(1, NEW_TOKENS, step),
+        )
         return (x + 1e-9 * tf.reduce_mean(tf.cast(mask, tf.float32)),)
 
     def cross_attention_part(step, x):
@@ -139,10 +155,15 @@ def parts(model, batch_size):
             token + tf.cast(1e-9 * tf.reduce_mean(embedding(token, start_index=step)), tf.int32),
         )
 
+    def encoder(step, source):
+        encoded = model.call_encoder(source)["cross_attention_cache"]
+        return (source + tf.cast(1e-9 * tf.reduce_mean(encoded), tf.int32),)
+
     keys = tf.reshape(x, (batch_size, 1, NUM_HEADS, MODEL_DIM // NUM_HEADS))
     return {
         "embedding": (embed, (token,)),
-        "q/k/v projections (1 block)": (projections, (x,)),
+        "q/k/v as 3 EinsumDense calls (1 block)": (projections, (x,)),
+        "q/k/v as 1 matrix product (1 block)": (fused_projections, (x,)),
         "cache write (1 block)": (cache_update, (keys, block_cache)),
         "attention core over cache (1 block)": (core, (keys, block_cache)),
         "mask work (1 block)": (mask_work, (x,)),
@@ -152,7 +173,8 @@ def parts(model, batch_size):
         "Add & Norm (1 of 3 per block)": (add_norm, (x,)),
         "logits": (logits, (x,)),
         "decoder stack (2 blocks)": (decoder_stack, (x, cache)),
-        "whole step": (step, (token, cache)),
+        "whole step (call_decoder_with_cache + arg-max)": (step, (token, cache)),
+        "encoder + cross-attention keys/values (once per call)": (encoder, (source,)),
     }
 
 
@@ -179,8 +201,8 @@ def main():
         for name, (part, carry) in parts(model, args.batch_size).items():
             runs[name, jit_compile] = _loop(part, carry, jit_compile)
         generator = Generator(model, max_length=NEW_TOKENS, end_id=None, jit_compile=jit_compile)
-        runs["generator step (loop included)", jit_compile] = lambda generator=generator: (
-            generator._compiled(source, tf.constant(0))
+        runs["Generator.generate per token (encoder and loop included)", jit_compile] = (
+            lambda generator=generator: generator.generate(source, seed=0)
         )
     times = {key: [] for key in runs}
     for run in runs.values():
