@@ -397,12 +397,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         Each `EinsumDense` here contracts the last axis of `inputs` with the
         first axis of its kernel `(dim, heads, size)`. Their kernels, in
         Keras' layout, are viewed as `(dim, heads * size)` and concatenated,
-        with their biases as one more row (against a column of ones in the
-        inputs), so a decoding step reads them in one product instead of one
-        einsum each: at one token per row an einsum costs several times the
-        product on TensorFlow, and under XLA a product on a kernel built in
-        the computation (hoisted out of the decoding loop) is several times
-        faster than one on the variable itself (see docs/generation.md,
+        so a decoding step reads them in one product instead of one einsum
+        each: at one token per row an einsum costs several times the
+        product, on TensorFlow with and without XLA (see docs/generation.md,
         "Where a step spends its time"). LoRA kernels are included (`kernel`
         is the adapted one).
 
@@ -416,26 +413,24 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             projection.
         """
         batch, seq_len = ops.shape(inputs)[0], ops.shape(inputs)[1]
-        dim = inputs.shape[-1]
         widths = [math.prod(projection.kernel.shape[1:]) for projection in projections]
         kernel = ops.concatenate(
             [
-                ops.reshape(projection.kernel, (dim, width))
+                ops.cast(ops.reshape(projection.kernel, (inputs.shape[-1], width)), inputs.dtype)
                 for projection, width in zip(projections, widths, strict=True)
             ],
             axis=1,
         )  # (dim, sum of heads * size)
-        inputs_2d = ops.reshape(inputs, (-1, dim))  # (batch * seq_len, dim)
-        if self.use_bias:
-            # The biases as one more kernel row, against an input column of ones.
-            biases = [ops.reshape(projection.bias, (1, -1)) for projection in projections]
-            kernel = ops.concatenate([kernel, ops.concatenate(biases, axis=1)], axis=0)
-            inputs_2d = ops.concatenate(
-                [inputs_2d, ops.ones((ops.shape(inputs_2d)[0], 1), inputs.dtype)], axis=1
-            )  # (batch * seq_len, dim + 1)
         outputs = ops.matmul(
-            inputs_2d, ops.cast(kernel, inputs.dtype)
+            ops.reshape(inputs, (-1, inputs.shape[-1])), kernel
         )  # (batch * seq_len, sum of heads * size)
+        if self.use_bias:
+            outputs = outputs + ops.cast(
+                ops.concatenate(
+                    [ops.reshape(projection.bias, (-1,)) for projection in projections], axis=0
+                ),
+                inputs.dtype,
+            )
         results, start = [], 0
         for projection, width in zip(projections, widths, strict=True):
             results.append(
