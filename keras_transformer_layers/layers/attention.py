@@ -77,9 +77,10 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     viewed as `(dim, heads * key_dim)` and `(heads * value_dim, dim)`; a
     cached self-attention step (`query`, `value` and `key` the same tensor)
     computes its query, key and value in one product. At one token per row
-    that is several times faster than the `EinsumDense` calls on CPU
-    (see docs/generation.md); the weights and saved files do not change, and
-    quantized projections keep their own call.
+    that is several times faster than the `EinsumDense` calls on
+    TensorFlow's CPU backend, with and without XLA (see docs/generation.md);
+    the results agree with those calls up to float rounding, the weights and
+    saved files do not change, and quantized projections keep their own call.
 
     Under a float32 compute dtype, with `value_dim == key_dim`, without
     dropout in effect and without `return_attention_scores`, the weights are computed by the fused
@@ -398,8 +399,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         first axis of its kernel `(dim, heads, size)`. Their kernels, in
         Keras' layout, are viewed as `(dim, heads * size)` and concatenated,
         so a decoding step reads them in one product instead of one einsum
-        each: at one token per row an einsum costs several times the
-        product, on TensorFlow with and without XLA (see docs/generation.md,
+        each: at batch 1 the einsums cost several times the product on
+        TensorFlow with XLA, and each einsum several times a 2-D product
+        without it (see docs/generation.md,
         "Where a step spends its time"). LoRA kernels are included (`kernel`
         is the adapted one).
 
