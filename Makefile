@@ -76,7 +76,7 @@ lint: $(STAMP) ## ruff check and ruff format --check over the whole tree.
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-benchmarks: $(STAMP) ## Run benchmarks/*.py once with small settings (a smoke run, not figures).
+benchmarks: $(STAMP) $(JAX_STAMP) ## Run benchmarks/*.py once with small settings (a smoke run, not figures).
 	$(PY) benchmarks/decode.py --repeats 1 --batch-sizes 1
 	$(PY) benchmarks/export.py --vocabulary-size 64 --model-dim 16 --num-heads 2 \
 		--intermediate-dim 32 --num-layers 1 --source-length 8 --target-length 8 \

@@ -1,22 +1,44 @@
-"""Milliseconds per generated token: cached decoding vs full recompute vs keras-hub.
+"""Milliseconds per generated token: our decoding paths vs keras-hub vs full recompute.
 
-Usage: `KERAS_BACKEND=tensorflow python benchmarks/decode.py [--repeats 3]`
+Usage:
+
+    KERAS_BACKEND=tensorflow python benchmarks/decode.py [--repeats 10]
+        [--batch-sizes 1 8 32] [--litert-int8] [--no-jax]
 
 All variants share the same weights (2 encoder + 2 decoder layers,
-model_dim 256, 8 heads, intermediate 1024, vocabulary 8000), a source of 32
-tokens and generate exactly 64 tokens (the end id is disabled so no variant
-stops early). Each variant is one `tf.function` around a `while_loop`:
+model_dim 256, 8 heads, intermediate 1024, vocabulary 8000), the same
+sources of 32 tokens, and generate exactly 64 tokens greedily (the end id is
+disabled so no variant stops early); the time of a call (encoder included)
+is divided by 64. Every variant's tokens are compared with `TF cached`:
 
-- `cached, jit`/`cached`: `Generator.generate` (key/value cache, encoder
-  and cross-attention keys/values computed once), with and without XLA.
-- `recompute`: the TensorFlow tutorial's way, the full model (encoder
-  included) on the whole prefix at every step, in one compiled loop.
+- `TF cached, XLA` / `TF cached`: `Generator.generate` (key/value cache,
+  encoder and cross-attention keys/values computed once), with and without
+  XLA.
+- `JAX cached, jit`: the same `Generator` under `jax.jit`, in a subprocess
+  run with the JAX environment (`JAX_PYTHON`, default `.venv-jax/bin/python`
+  of the repository), on this model's weights; timed before the others, not
+  round-robin with them.
+- `LiteRT float32` / `LiteRT int8`: `export_generation_tflite` (the whole
+  loop as a TFLite `WHILE`) run by the `ai-edge-litert` interpreter with
+  one thread per core; `int8` (`--litert-int8`) exports with
+  `quantization="dynamic_int8"` and reports its token agreement.
+- `TF full recompute`: the TensorFlow tutorial's way, the full model
+  (encoder included) on the whole prefix at every step, in one compiled loop.
 - `keras-hub cached`: keras-hub's `TransformerEncoder`/`TransformerDecoder`
-  with their self- and cross-attention caches, same weights and embeddings.
+  with their self- and cross-attention caches, same weights and embeddings,
+  with XLA (without and with padding masks) and without. The ratios are
+  against the faster of the two XLA variants.
+
+The in-process variants are timed round-robin, so that a busy machine slows
+every variant alike; the best of `--repeats` runs is kept.
 """
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -24,7 +46,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+if keras.config.backend() == "tensorflow":  # the JAX worker runs without TensorFlow
+    import tensorflow as tf
 
 import keras_transformer_layers as ktl  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
@@ -32,6 +56,9 @@ from keras_transformer_layers.tokens import START_ID  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
 SOURCE_LEN, NEW_TOKENS = 32, 64
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The Python of an environment with JAX (and without TensorFlow).
+JAX_PYTHON = os.environ.get("JAX_PYTHON", os.path.join(REPOSITORY, ".venv-jax", "bin", "python"))
 
 
 def greedy_token(logits):
@@ -66,8 +93,15 @@ def recompute_function(model):
     return generate
 
 
-def keras_hub_function(model, jit_compile):
-    """Greedy decoding with keras-hub's cached decoder, on `model`'s weights."""
+def keras_hub_function(model, jit_compile, padding_masks):
+    """Greedy decoding with keras-hub's cached decoder, on `model`'s weights.
+
+    With `padding_masks=False` no padding mask reaches keras-hub: the
+    benchmark's sources have no padding, so the tokens are the same, and
+    keras-hub then merges no padding mask into its causal mask at every step.
+    The caches are stacked per step as keras-hub's own generation does; one
+    loop variable per block was slower under XLA at batch 1.
+    """
     import keras_hub
 
     def copy_stack(ours, theirs_class, input_shapes):
@@ -95,11 +129,16 @@ def keras_hub_function(model, jit_compile):
     logits_layer = model.get_layer("logits")
     key_dim = MODEL_DIM // NUM_HEADS
 
+    def embed(embedding, ids, **kwargs):
+        # `tf.identity` drops the Keras mask the embedding attaches (`mask_zero`).
+        x = embedding(ids, **kwargs)
+        return x if padding_masks else tf.identity(x)
+
     @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32)], jit_compile=jit_compile)
     def generate(source_ids):
         batch = tf.shape(source_ids)[0]
-        source_mask = tf.not_equal(source_ids, 0)
-        x = source_embedding(source_ids)
+        source_mask = tf.not_equal(source_ids, 0) if padding_masks else None
+        x = embed(source_embedding, source_ids)
         for block in encoder_blocks:
             x = block(x, padding_mask=source_mask)
         encoder_outputs = x
@@ -107,7 +146,7 @@ def keras_hub_function(model, jit_compile):
         cross_cache = tf.zeros((NUM_LAYERS, batch, 2, SOURCE_LEN, NUM_HEADS, key_dim))
 
         def step_fn(step, token, self_cache, cross_cache, cross_index):
-            y = target_embedding(token, start_index=step)
+            y = embed(target_embedding, token, start_index=step)
             self_caches, cross_caches = [], []
             for index, block in enumerate(decoder_blocks):
                 y, layer_self, layer_cross = block(
@@ -198,14 +237,69 @@ def milliseconds_per_step(variants, source, repeats):
     return {name: 1000 * min(t) / NEW_TOKENS for name, t in times.items()}, outputs
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    args = parser.parse_args()
+def jax_worker(directory, batch_sizes, repeats):
+    """Times `Generator.generate` with `jax.jit` (run under KERAS_BACKEND=jax).
 
+    Loads the weights the TensorFlow process saved in `directory` and writes
+    `jax.json` there: per batch size, ms per token and the tokens.
+    """
+    model = build_model()
+    model.load_weights(os.path.join(directory, "model.weights.h5"))
+    generator = Generator(model, max_length=NEW_TOKENS, end_id=None)
+    results = {}
+    for batch_size in batch_sizes:
+        source = source_ids(batch_size)
+        tokens = np.asarray(generator.generate(source, seed=0))  # trace, compile, warm up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.asarray(generator.generate(source, seed=0))
+            times.append(time.perf_counter() - start)
+        results[batch_size] = {"ms": 1000 * min(times) / NEW_TOKENS, "tokens": tokens.tolist()}
+    with open(os.path.join(directory, "jax.json"), "w") as file:
+        json.dump(results, file)
+
+
+def run_jax(model, directory, batch_sizes, repeats):
+    """`{batch_size: (ms per token, tokens)}` of the JAX path, from a subprocess.
+
+    The JAX backend needs its own process (and the JAX environment, without
+    TensorFlow): it gets this model's weights through a weights file.
+    """
+    model.save_weights(os.path.join(directory, "model.weights.h5"))
+    environment = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPOSITORY)
+    command = [JAX_PYTHON, os.path.abspath(__file__), "--jax-worker", directory]
+    command += ["--repeats", str(repeats), "--batch-sizes", *map(str, batch_sizes)]
+    subprocess.run(["nice", "-n", "10", *command], env=environment, check=True)
+    with open(os.path.join(directory, "jax.json")) as file:
+        results = json.load(file)
+    return {int(batch): (row["ms"], np.array(row["tokens"])) for batch, row in results.items()}
+
+
+def litert_function(generator, directory, batch_size, quantization):
+    """The generation WHILE loop exported to LiteRT, run by the standalone interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_transformer_layers.export import export_generation_tflite
+
+    name = f"generate_b{batch_size}_{quantization or 'float32'}.tflite"
+    options = {} if quantization is None else {"quantization": quantization}
+    report = export_generation_tflite(
+        generator,
+        os.path.join(directory, name),
+        batch_size=batch_size,
+        input_len=SOURCE_LEN,
+        **options,
+    )
+    runner = Interpreter(
+        model_path=report["path"], num_threads=os.cpu_count()
+    ).get_signature_runner()
+    return lambda source: runner(source_ids=np.asarray(source))["token_ids"]
+
+
+def build_model():
     keras.utils.set_random_seed(0)
-    model = ktl.build_transformer(
+    return ktl.build_transformer(
         VOCABULARY,
         VOCABULARY,
         num_layers=NUM_LAYERS,
@@ -214,50 +308,80 @@ def main():
         intermediate_dim=INTERMEDIATE_DIM,
         dropout=0.0,
     )
+
+
+def source_ids(batch_size):
+    return (
+        np.random.default_rng(0).integers(3, VOCABULARY, (batch_size, SOURCE_LEN)).astype("int32")
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--litert-int8",
+        action="store_true",
+        help="also time the dynamic-int8 LiteRT loop (export_generation_tflite's "
+        "quantization='dynamic_int8')",
+    )
+    parser.add_argument("--no-jax", action="store_true", help="skip the JAX subprocess")
+    parser.add_argument("--jax-worker", metavar="DIRECTORY", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.jax_worker:
+        jax_worker(args.jax_worker, args.batch_sizes, args.repeats)
+        return
+
+    model = build_model()
     settings = {"max_length": NEW_TOKENS, "end_id": None}
     cached = Generator(model, **settings)
     cached_jit = Generator(model, jit_compile=True, **settings)
-    variants = {
-        "cached, jit": lambda source: cached_jit.generate(source, seed=0),
-        "cached": lambda source: cached.generate(source, seed=0),
-        "recompute": recompute_function(model),
+    directory = tempfile.mkdtemp(prefix="decode_benchmark_")
+    jax_rows = {} if args.no_jax else run_jax(model, directory, args.batch_sizes, args.repeats)
+    common = {
+        "TF cached, XLA": lambda source: cached_jit.generate(source, seed=0),
+        "TF cached": lambda source: cached.generate(source, seed=0),
+        "TF full recompute": recompute_function(model),
+        "keras-hub cached, XLA": keras_hub_function(model, True, padding_masks=False),
+        "keras-hub cached, XLA, masks": keras_hub_function(model, True, padding_masks=True),
+        "keras-hub cached": keras_hub_function(model, False, padding_masks=False),
     }
-    try:
-        variants["keras-hub cached, jit"] = keras_hub_function(model, jit_compile=True)
-        variants["keras-hub cached"] = keras_hub_function(model, jit_compile=False)
-    except ImportError:
-        print("keras-hub is not installed; skipping it.")
-
-    rows = []
+    rows = {}
     for batch_size in args.batch_sizes:
-        source = tf.constant(
-            np.random.default_rng(0).integers(3, VOCABULARY, (batch_size, SOURCE_LEN)), tf.int32
-        )
-        results, outputs = milliseconds_per_step(variants, source, args.repeats)
+        variants = dict(common)
+        variants["LiteRT float32"] = litert_function(cached, directory, batch_size, None)
+        if args.litert_int8:
+            variants["LiteRT int8"] = litert_function(cached, directory, batch_size, "dynamic_int8")
+        source = source_ids(batch_size)
+        results, outputs = milliseconds_per_step(variants, tf.constant(source), args.repeats)
+        if batch_size in jax_rows:
+            results["JAX cached, jit"], outputs["JAX cached, jit"] = jax_rows[batch_size]
         for name, output in outputs.items():  # same weights, same greedy tokens
-            agree = np.mean(output == outputs["cached"])
-            if agree < 1.0:
-                print(f"note: {name} agrees with cached on {agree:.1%} of tokens")
-        rows.append((batch_size, results))
+            agree = np.mean(output == outputs["TF cached"])
+            if agree < 1.0 or name == "LiteRT int8":
+                print(f"batch {batch_size}: {name} agrees with TF cached on {agree:.2%} of tokens")
+        rows[batch_size] = results
+    shutil.rmtree(directory)
 
-    names = list(variants)
-    print(f"\nms per decoding step, one new token per row (best of {args.repeats} runs)")
+    names = list(dict.fromkeys(name for results in rows.values() for name in results))
     print(
-        "| batch | " + " | ".join(names) + " | recompute / cached jit | "
-        "keras-hub best / cached jit |"
+        f"\nms per generated token ({NEW_TOKENS} tokens, source {SOURCE_LEN}, encoder "
+        f"included; best of {args.repeats} runs); x = speed-up over the faster "
+        "keras-hub XLA variant of the same batch"
     )
-    print("|---" * (len(names) + 3) + "|")
-    for batch_size, results in rows:
-        best_hub = min(
-            (value for name, value in results.items() if name.startswith("keras-hub")),
-            default=float("nan"),
-        )
-        print(
-            f"| {batch_size} | "
-            + " | ".join(f"{results[name]:.2f}" for name in names)
-            + f" | {results['recompute'] / results['cached, jit']:.1f}x"
-            + f" | {best_hub / results['cached, jit']:.2f}x |"
-        )
+    header = "".join(f" batch {batch} | x |" for batch in rows)
+    print("| variant |" + header)
+    print("|---" * (1 + 2 * len(rows)) + "|")
+    for name in names:
+        cells = []
+        for results in rows.values():
+            baseline = min(
+                results["keras-hub cached, XLA"], results["keras-hub cached, XLA, masks"]
+            )
+            value = results.get(name)
+            cells += ["-", "-"] if value is None else [f"{value:.2f}", f"{baseline / value:.2f}x"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,48 @@ def test_cached_prefill_then_step_matches_one_pass_with_padding():
     )
 
 
+@pytest.mark.parametrize("kind", ["float", "lora", "int8"])
+def test_cached_steps_project_with_the_keras_kernels(kind, monkeypatch):
+    """Float (and LoRA) decoding steps bypass the `EinsumDense` calls; int8 ones keep them.
+
+    Either way the steps give the full causal pass of the same layer.
+    """
+    query = np.random.normal(size=(2, 4, 8)).astype("float32")
+    layer = _attention(query)
+    if kind == "lora":
+        layer.enable_lora(2)
+        lora_b = layer.value_dense.lora_kernel_b
+        lora_b.assign(np.full(lora_b.shape, 0.5, "float32"))
+    projections = (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)
+    if kind == "int8":
+        for projection in projections:
+            projection.quantize("int8")
+    full = ops.convert_to_numpy(layer(query, query, use_causal_mask=True))
+    calls = []
+    method = "quantized_call" if kind == "int8" else "call"  # what `Layer.__call__` runs
+    for projection in projections:
+        original = getattr(projection, method)
+
+        def counted(*args, original=original, **kwargs):
+            calls.append(1)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(projection, method, counted)
+    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    outputs = []
+    for step in range(4):
+        output, cache = layer(
+            query[:, step : step + 1],
+            query[:, step : step + 1],
+            use_causal_mask=True,
+            cache=cache,
+            cache_update_index=step,
+        )
+        outputs.append(ops.convert_to_numpy(output))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
+    assert len(calls) == (16 if kind == "int8" else 0)  # 4 projections x 4 steps
+
+
 def test_precomputed_cross_attention_cache_matches_projection():
     query = np.random.normal(size=(2, 3, 8)).astype("float32")
     value = np.random.normal(size=(2, 6, 8)).astype("float32")

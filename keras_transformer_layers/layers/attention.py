@@ -73,6 +73,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     `keras.dtype_policies.DTypePolicyMap`, so they are rebuilt quantized
     (the layers and models of this package all do this).
 
+    Decoding steps (calls with a `cache`) compute the projections of
+    unquantized layers as plain 2-D matrix products on the same kernels,
+    viewed as `(dim, heads * key_dim)` and `(heads * value_dim, dim)`; a
+    cached self-attention step (`query`, `value` and `key` the same tensor)
+    computes its query, key and value in one product. At one token per row
+    that is several times faster than the `EinsumDense` calls on
+    TensorFlow's CPU backend, with and without XLA (see docs/generation.md);
+    the results agree with those calls up to float rounding, the weights and
+    saved files do not change, and quantized projections keep their own call.
+
     Under a float32 compute dtype, with `value_dim == key_dim`, without
     dropout in effect and without `return_attention_scores`, the weights are computed by the fused
     `keras.ops.dot_product_attention`, which is then provably the same
@@ -312,6 +322,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             query, value, key, query_mask, value_mask, key_mask, cache, cache_update_index
         )
         query_len = ops.shape(query)[1]
+        decoding = cache is not None and self._plain_projections()
+        projected_query = None
         if cache is None:
             projected_key = self.key_dense(key)  # (batch, key_len, heads, key_dim)
             projected_value = self.value_dense(value)  # (batch, key_len, heads, value_dim)
@@ -327,8 +339,17 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             self._check_cache(cache)
             # Write the new keys and values at `cache_update_index`, then attend
             # over the whole fixed-size cache, masking positions not yet written.
+            if decoding and query is value and key is value:
+                projected_query, new_key, new_value = self._fused_projections(
+                    (self.query_dense, self.key_dense, self.value_dense), query
+                )
+            elif decoding:
+                new_key = self._project(self.key_dense, key)
+                new_value = self._project(self.value_dense, value)
+            else:
+                new_key, new_value = self.key_dense(key), self.value_dense(value)
             new_key_value = ops.stack(
-                [self.key_dense(key), self.value_dense(value)], axis=1
+                [new_key, new_value], axis=1
             )  # (batch, 2, new_len, heads, key_dim)
             cache = ops.slice_update(
                 cache, (0, 0, cache_update_index, 0, 0), new_key_value
@@ -347,8 +368,12 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             # Query i sits at absolute position query_start + i.
             causal = masks.causal_mask(query_len, key_len, query_start)
             mask = masks.merge_masks(mask, causal)  # (batch, query_len, key_len)
+        if projected_query is None:
+            projected_query = (
+                self._project(self.query_dense, query) if decoding else self.query_dense(query)
+            )  # (batch, query_len, heads, key_dim)
         return self._attend(
-            self.query_dense(query),  # (batch, query_len, heads, key_dim)
+            projected_query,
             projected_key,
             projected_value,
             mask,
@@ -356,7 +381,93 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             return_attention_scores,
             training,
             cache,
+            decoding,
         )
+
+    def _plain_projections(self):
+        """True when every projection is `inputs @ kernel + bias` on a float kernel.
+
+        Then decoding steps (calls with a `cache`) compute the projections as
+        plain 2-D matrix products on the same kernels, reshaped (see
+        `_fused_projections`); a quantized projection keeps its own call.
+        """
+        return all(projection.quantization_mode is None for projection in self._projections())
+
+    def _fused_projections(self, projections, inputs):
+        """`[p(inputs) for p in projections]` as one matrix product.
+
+        Each `EinsumDense` here contracts the last axis of `inputs` with the
+        first axis of its kernel `(dim, heads, size)`. Their kernels, in
+        Keras' layout, are viewed as `(dim, heads * size)` and concatenated,
+        so a decoding step reads them in one product instead of one einsum
+        each: at batch 1 the einsums cost several times the product on
+        TensorFlow with XLA, and each einsum several times a 2-D product
+        without it (see docs/generation.md,
+        "Where a step spends its time"). LoRA kernels are included (`kernel`
+        is the adapted one).
+
+        Args:
+            projections: `EinsumDense` layers of this layer, each with a
+                kernel `(dim, heads, size)`.
+            inputs: tensor `(batch, seq_len, dim)`.
+
+        Returns:
+            A list of tensors `(batch, seq_len, heads, size)`, one per
+            projection.
+        """
+        batch, seq_len = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        widths = [math.prod(projection.kernel.shape[1:]) for projection in projections]
+        kernel = ops.concatenate(
+            [
+                ops.cast(ops.reshape(projection.kernel, (inputs.shape[-1], width)), inputs.dtype)
+                for projection, width in zip(projections, widths, strict=True)
+            ],
+            axis=1,
+        )  # (dim, sum of heads * size)
+        outputs = ops.matmul(
+            ops.reshape(inputs, (-1, inputs.shape[-1])), kernel
+        )  # (batch * seq_len, sum of heads * size)
+        if self.use_bias:
+            outputs = outputs + ops.cast(
+                ops.concatenate(
+                    [ops.reshape(projection.bias, (-1,)) for projection in projections], axis=0
+                ),
+                inputs.dtype,
+            )
+        results, start = [], 0
+        for projection, width in zip(projections, widths, strict=True):
+            results.append(
+                ops.reshape(
+                    outputs[:, start : start + width],
+                    (batch, seq_len) + tuple(projection.kernel.shape[1:]),
+                )  # (batch, seq_len, heads, size)
+            )
+            start += width
+        return results
+
+    def _project(self, projection, inputs):
+        """`projection(inputs)` as one matrix product (see `_fused_projections`)."""
+        return self._fused_projections((projection,), inputs)[0]
+
+    def _project_output(self, attended):
+        """`output_dense(attended)` as one matrix product, its kernel viewed as 2-D.
+
+        Args:
+            attended: tensor `(batch, seq_len, heads, value_dim)`.
+
+        Returns:
+            A tensor `(batch, seq_len, dim)`.
+        """
+        kernel = self.output_dense.kernel  # (heads, value_dim, dim)
+        batch, seq_len = ops.shape(attended)[0], ops.shape(attended)[1]
+        heads_width, dim = kernel.shape[0] * kernel.shape[1], kernel.shape[2]
+        outputs = ops.matmul(
+            ops.reshape(attended, (-1, heads_width)),
+            ops.cast(ops.reshape(kernel, (heads_width, dim)), attended.dtype),
+        )  # (batch * seq_len, dim)
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.output_dense.bias, attended.dtype)
+        return ops.reshape(outputs, (batch, seq_len, dim))
 
     def _padding_mask(self, query_mask, value_mask, key_mask):
         return masks.merge_masks(
@@ -421,8 +532,13 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         return_attention_scores,
         training,
         cache,
+        decoding=False,
     ):
-        """Equation (1) on projected heads, then the output projection."""
+        """Equation (1) on projected heads, then the output projection.
+
+        `decoding`: compute the output projection as a 2-D matrix product
+        (see `_plain_projections`).
+        """
         if mask is not None:
             mask = ops.expand_dims(mask, 1)  # (batch, 1, query_len, key_len)
         if attention_mask is not None:
@@ -434,7 +550,10 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         attended, weights = self._compute_attention(
             query, key, value, mask, training, return_attention_scores
         )  # (batch, query_len, heads, value_dim), (batch, heads, q, k) or None
-        output = self.output_dense(attended)  # (batch, query_len, query_dim)
+        if decoding:
+            output = self._project_output(attended)  # (batch, query_len, query_dim)
+        else:
+            output = self.output_dense(attended)  # (batch, query_len, query_dim)
         outputs = (output, weights) if return_attention_scores else (output,)
         if cache is not None:
             outputs += (cache,)
