@@ -59,7 +59,12 @@ def reversal_arrays(num_examples, seed, min_length=3, max_length=MAX_SOURCE_LENG
 
 @pytest.fixture(scope="session")
 def trained_model():
-    """Two layers, d=32, trained 200 steps on reversal: right on most rows, not all."""
+    """Two layers, d=32, trained 200 steps on reversal: right on most rows, not all.
+
+    At 3e-3 the model reached 85% of held-out rows on TensorFlow but 21% on
+    JAX (same seed, different initial draws); at 5e-3 it reaches 94.5% and
+    97% of 200 held-out sources.
+    """
     return _train_once()
 
 
@@ -76,7 +81,7 @@ def _train_once():
         dropout=0.0,
     )
     model.compile(
-        keras.optimizers.Adam(3e-3),
+        keras.optimizers.Adam(5e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     source, decoder_inputs, target = reversal_arrays(6400, seed=0)

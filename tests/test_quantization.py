@@ -7,7 +7,6 @@ backend. Generation on the int8 model is checked against the full int8 model
 recomputed on whole prefixes (no cache), per strategy.
 """
 
-import gc
 import pathlib
 
 import keras
@@ -36,19 +35,6 @@ SOURCE = np.array([[5, 6, 7, 8, 9], [4, 10, 11, 0, 0]], "int32")
 TARGET = np.array([[2, 5, 9, 4, 6], [2, 7, 8, 0, 0]], "int32")
 
 
-def _quantize(model):
-    """`model.quantize("int8")`, fast: Keras runs `gc.collect()` once per quantized layer.
-
-    Each collection walks every object of the process (0.3-0.5 s in a test
-    run); frozen objects are skipped, so the 20 collections take milliseconds.
-    """
-    gc.freeze()
-    try:
-        model.quantize("int8")
-    finally:
-        gc.unfreeze()
-
-
 @pytest.fixture(scope="module")
 def stored():
     with np.load(FIXTURE.with_suffix(".npz")) as data:
@@ -58,7 +44,7 @@ def stored():
 @pytest.fixture(scope="module")
 def int8_model():
     model = keras.models.load_model(FIXTURE.with_suffix(".keras"))
-    _quantize(model)
+    model.quantize("int8")
     return model
 
 
@@ -142,7 +128,7 @@ def test_quantized_models_reload_from_keras_files(kind, tmp_path):
     model = MODELS[kind]()
     source = None if len(model.inputs) == 1 else SOURCE
     float_logits = full_logits(model, source, TARGET)
-    _quantize(model)
+    model.quantize("int8")
     int8_logits = full_logits(model, source, TARGET)
     real = TARGET != 0
     # int8 rounding moves the logits a little, not a lot.
