@@ -3,7 +3,7 @@
 Usage:
 
     KERAS_BACKEND=tensorflow python benchmarks/decode.py [--repeats 10]
-        [--batch-sizes 1 8 32] [--litert-int8] [--no-jax]
+        [--batch-sizes 1 8 32] [--no-litert-int8] [--no-jax]
 
 All variants share the same weights (2 encoder + 2 decoder layers,
 model_dim 256, 8 heads, intermediate 1024, vocabulary 8000), the same
@@ -20,7 +20,7 @@ is divided by 64. Every variant's tokens are compared with `TF cached`:
   round-robin with them.
 - `LiteRT float32` / `LiteRT int8`: `export_generation_tflite` (the whole
   loop as a TFLite `WHILE`) run by the `ai-edge-litert` interpreter with
-  one thread per core; `int8` (`--litert-int8`) exports with
+  one thread per core; `int8` exports with
   `quantization="dynamic_int8"` and reports its token agreement.
 - `TF full recompute`: the TensorFlow tutorial's way, the full model
   (encoder included) on the whole prefix at every step, in one compiled loop.
@@ -321,9 +321,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
-        "--litert-int8",
+        "--no-litert-int8",
         action="store_true",
-        help="also time the dynamic-int8 LiteRT loop (export_generation_tflite's "
+        help="skip the dynamic-int8 LiteRT loop (export_generation_tflite's "
         "quantization='dynamic_int8')",
     )
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX subprocess")
@@ -351,7 +351,7 @@ def main():
     for batch_size in args.batch_sizes:
         variants = dict(common)
         variants["LiteRT float32"] = litert_function(cached, directory, batch_size, None)
-        if args.litert_int8:
+        if not args.no_litert_int8:
             variants["LiteRT int8"] = litert_function(cached, directory, batch_size, "dynamic_int8")
         source = source_ids(batch_size)
         results, outputs = milliseconds_per_step(variants, tf.constant(source), args.repeats)
