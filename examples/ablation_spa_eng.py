@@ -30,7 +30,9 @@ with a sequence-to-sequence Transformer" (spa-eng.zip); pass its path:
 Tokenization plugs in through `TOKENIZERS`: a name mapped to a function
 `(train_pairs, args) -> (source_tokenizer, target_tokenizer)`, both Keras
 layers mapping strings to padded int ids (0 padding, 2 start, 3 end) with
-`vocabulary_size` and `detokenize(ids) -> strings`. Only `"word"` is here.
+`vocabulary_size` and `detokenize(ids) -> strings`. `"word"`: one word
+vocabulary per language; `"subword"`: one SentencePiece BPE vocabulary shared
+by both languages (row e then ties all three matrices, `tie_embeddings="all"`).
 """
 
 import argparse
@@ -79,8 +81,21 @@ def word_tokenizers(train_pairs, args):
     return tuple(tokenizers)
 
 
-# Where another tokenization plugs in (e.g. subwords): name -> builder.
-TOKENIZERS = {"word": word_tokenizers}
+def subword_tokenizers(train_pairs, args):
+    """One SentencePiece BPE vocabulary trained on both sides, used for both (cased)."""
+    # Imported here: the word rows need neither sentencepiece nor tensorflow-text.
+    from keras_transformer_layers.data.subword import SubwordTokenizer
+    from keras_transformer_layers.data.subword import train_sentencepiece
+
+    texts = train_pairs.flat_map(
+        lambda english, spanish: tf.data.Dataset.from_tensor_slices([english, spanish])
+    )
+    tokenizer = SubwordTokenizer(train_sentencepiece(texts, args.vocabulary_size))
+    return tokenizer, tokenizer
+
+
+# Where a tokenization plugs in: name -> builder.
+TOKENIZERS = {"word": word_tokenizers, "subword": subword_tokenizers}
 
 
 def parse_args(argv=None):
@@ -178,7 +193,8 @@ def greedy_full_recompute(model, source_ids, max_length):
     return tokens
 
 
-def row_model(row, source_size, target_size, args):
+def row_model(row, source_size, target_size, shared_vocabulary, args):
+    """The model of a trained row; row e ties all three matrices on a shared vocabulary."""
     if row == "a":
         return keras_io_model(source_size, target_size, args)
     return ktl.build_transformer(
@@ -189,7 +205,7 @@ def row_model(row, source_size, target_size, args):
         num_heads=args.num_heads,
         intermediate_dim=args.intermediate_dim,
         dropout=args.dropout,
-        tie_embeddings="decoder" if row == "e" else "none",
+        tie_embeddings=("all" if shared_vocabulary else "decoder") if row == "e" else "none",
     )
 
 
@@ -209,6 +225,7 @@ def main(argv=None):
     builder.download_and_prepare()
     train = builder.as_dataset(split="train", as_supervised=True).take(args.max_train_pairs)
     source_tokenizer, target_tokenizer = TOKENIZERS[args.tokenizer](train, args)
+    shared_vocabulary = source_tokenizer is target_tokenizer
     source_size = source_tokenizer.vocabulary_size
     target_size = target_tokenizer.vocabulary_size
     print(f"vocabularies: {source_size} source, {target_size} target ids")
@@ -249,6 +266,8 @@ def main(argv=None):
             "train_seconds": train_seconds,
             "decode_seconds": round(decode_seconds, 1),
             "parameters": params,
+            "load_average": [round(load, 1) for load in os.getloadavg()],
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "signature": str(bleu.get_signature()),
             "sample": hypotheses[:3],
         }
@@ -258,7 +277,7 @@ def main(argv=None):
 
     for row in args.rows:
         keras.utils.set_random_seed(args.seed)
-        model = row_model(row, source_size, target_size, args)
+        model = row_model(row, source_size, target_size, shared_vocabulary, args)
         model.compile(
             optimizer=row_optimizer(row, args),
             loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.0 if row in "ab" else 0.1),
