@@ -24,12 +24,16 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_transformer_layers as ktl  # noqa: E402
+# The model and sizes of benchmarks/decode.py (this script runs from benchmarks/).
+from decode import MODEL_DIM  # noqa: E402
+from decode import NEW_TOKENS  # noqa: E402
+from decode import NUM_HEADS  # noqa: E402
+from decode import SOURCE_LEN  # noqa: E402
+from decode import VOCABULARY  # noqa: E402
+from decode import build_model  # noqa: E402
+
 from keras_transformer_layers.generation import Generator  # noqa: E402
 from keras_transformer_layers.layers import masks  # noqa: E402
-
-NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
-SOURCE_LEN, NEW_TOKENS = 32, 64
 
 
 def _loop(part, carry, jit_compile):
@@ -183,16 +187,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=1)
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
-    model = ktl.build_transformer(
-        VOCABULARY,
-        VOCABULARY,
-        num_layers=NUM_LAYERS,
-        model_dim=MODEL_DIM,
-        num_heads=NUM_HEADS,
-        intermediate_dim=INTERMEDIATE_DIM,
-        dropout=0.0,
-    )
+    model = build_model()
     source = tf.constant(
         np.random.default_rng(0).integers(3, VOCABULARY, (args.batch_size, SOURCE_LEN)), tf.int32
     )

@@ -59,6 +59,45 @@ def reversal_arrays(num_examples, seed, min_length=3, max_length=MAX_SOURCE_LENG
     return source, decoder_inputs, target
 
 
+def train_reversal_model(num_layers, num_examples, epochs, learning_rate, verbose=0):
+    """A `d_model=32` model trained on reversal, returned uncompiled (weights only).
+
+    The trainer of the stored fixtures (`tests/fixtures/make_*_fixture.py`):
+    Adam at `learning_rate`, batches of 64, seed 0. The returned model is a
+    fresh copy holding the trained weights, so a saved file carries no
+    optimizer state (twice the weights again).
+    """
+
+    def build():
+        return ktl.build_transformer(
+            VOCABULARY_SIZE,
+            VOCABULARY_SIZE,
+            num_layers=num_layers,
+            model_dim=32,
+            num_heads=2,
+            intermediate_dim=64,
+            dropout=0.0,
+        )
+
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    source, decoder_inputs, target = reversal_arrays(num_examples, seed=0)
+    model.fit(
+        {"encoder_inputs": source, "decoder_inputs": decoder_inputs},
+        target,
+        batch_size=64,
+        epochs=epochs,
+        verbose=verbose,
+    )
+    stored = build()
+    stored.set_weights(model.get_weights())
+    return stored
+
+
 @pytest.fixture(scope="session")
 def trained_model():
     """Two layers, d=32, trained 200 steps on reversal: right on most rows, not all.
