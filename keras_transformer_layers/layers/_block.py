@@ -3,8 +3,8 @@
 import keras
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers._quantization import dtype_config
 from keras_transformer_layers.layers._initializers import clone_initializer
-from keras_transformer_layers.layers._quantization import dtype_config
 from keras_transformer_layers.layers.add_norm import AddNorm
 from keras_transformer_layers.layers.attention import MultiHeadAttention
 from keras_transformer_layers.layers.feed_forward import FeedForward

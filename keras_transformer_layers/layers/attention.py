@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers._quantization import dtype_config
 from keras_transformer_layers.layers import masks
-from keras_transformer_layers.layers._quantization import dtype_config
 
 # Masked scores are filled before the float32 softmax. A fill near the lowest
 # float32 value keeps every masked key below every real one, however large the

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._quantization import dtype_config
+from keras_transformer_layers._quantization import dtype_config
 
 
 def sinusoidal_table(sequence_length, dim, start_index=0, max_wavelength=10000):

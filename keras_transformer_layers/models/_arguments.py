@@ -60,7 +60,7 @@ def logits_dtype_policy(policy):
     """The policy of the untied `logits` Dense: float32, or its quantized policy.
 
     A quantized model's config records a `DTypePolicyMap` (see
-    `layers._quantization`); its entry for `logits` rebuilds that layer
+    `keras_transformer_layers._quantization`); its entry for `logits` rebuilds that layer
     quantized, so that the saved int8 weights fit.
     """
     if isinstance(policy, keras.dtype_policies.DTypePolicyMap) and "logits" in policy:

@@ -3,7 +3,7 @@
 import keras
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._quantization import dtype_config
+from keras_transformer_layers._quantization import dtype_config
 from keras_transformer_layers.layers.decoder import ENCODER_CONNECTIONS
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder

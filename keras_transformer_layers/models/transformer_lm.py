@@ -3,7 +3,7 @@
 import keras
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.layers._quantization import dtype_config
+from keras_transformer_layers._quantization import dtype_config
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.tied_logits import TiedLogits
