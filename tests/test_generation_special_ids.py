@@ -35,7 +35,7 @@ from tests.generation_fixtures import sampling_logits
 from tests.generation_fixtures import sequence_log_prob
 from tests.generation_fixtures import small_model
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 MAX_LENGTH = 8
 SOURCE = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 10, 11], [5, 5, 0, 0, 0], [11, 10, 9, 8, 0]], "int32")

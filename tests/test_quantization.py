@@ -24,7 +24,7 @@ from tests.generation_fixtures import recompute_beam
 from tests.generation_fixtures import recompute_greedy
 from tests.generation_fixtures import recompute_sample
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "int8_reversal"
 MAX_LENGTH = 10  # as in make_int8_fixture.py

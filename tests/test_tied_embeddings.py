@@ -12,7 +12,7 @@ from tests.generation_fixtures import full_logits
 from tests.generation_fixtures import recompute_beam
 from tests.generation_fixtures import recompute_greedy
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 VOCABULARY = 14
 DIM = 16
