@@ -30,7 +30,11 @@ is divided by 64. Every variant's tokens are compared with `TF cached`:
   against the faster of the two XLA variants.
 
 The in-process variants are timed round-robin, so that a busy machine slows
-every variant alike; the best of `--repeats` runs is kept.
+every variant alike; the best of `--repeats` runs is kept. Each timed call
+follows an untimed call of the same variant (JAX's too): right after another
+variant, a call was up to 40% slower (the other's thread pools still spinning,
+the processor caches full of its weights), and which variant paid depended on
+the order.
 """
 
 import argparse
@@ -221,18 +225,25 @@ def _copy_block_weights(block, theirs):
     assert not ours, f"unused weights: {list(ours)}"
 
 
+def _first(output):
+    """The tokens of a variant's output (the first item of a tuple), as NumPy."""
+    return np.asarray(output[0] if isinstance(output, tuple) else output)
+
+
 def milliseconds_per_step(variants, source, repeats):
     """Best time per step of each variant, timed round-robin so that a busy
     machine slows every variant alike."""
     outputs, times = {}, {name: [] for name in variants}
     for name, function in variants.items():
-        output = function(source)  # trace, compile, warm up
-        outputs[name] = np.asarray(output[0] if isinstance(output, tuple) else output)
+        outputs[name] = _first(function(source))  # trace, compile, warm up
     for _ in range(repeats):
         for name, function in variants.items():
+            # An untimed call first: the variant before may leave its thread
+            # pools spinning or the caches full of its own weights, and that
+            # slowed whichever variant came next by up to 40%.
+            _first(function(source))
             start = time.perf_counter()
-            output = function(source)
-            np.asarray(output[0] if isinstance(output, tuple) else output)
+            _first(function(source))
             times[name].append(time.perf_counter() - start)
     return {name: 1000 * min(t) / NEW_TOKENS for name, t in times.items()}, outputs
 
@@ -249,11 +260,12 @@ def jax_worker(directory, batch_sizes, repeats):
     results = {}
     for batch_size in batch_sizes:
         source = source_ids(batch_size)
-        tokens = np.asarray(generator.generate(source, seed=0))  # trace, compile, warm up
+        tokens = _first(generator.generate(source, seed=0))  # trace, compile, warm up
         times = []
         for _ in range(repeats):
+            _first(generator.generate(source, seed=0))  # untimed, as in-process
             start = time.perf_counter()
-            np.asarray(generator.generate(source, seed=0))
+            _first(generator.generate(source, seed=0))
             times.append(time.perf_counter() - start)
         results[batch_size] = {"ms": 1000 * min(times) / NEW_TOKENS, "tokens": tokens.tolist()}
     with open(os.path.join(directory, "jax.json"), "w") as file:

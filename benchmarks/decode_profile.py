@@ -66,7 +66,7 @@ def parts(model, batch_size):
     decoder = model.decoder
     block = decoder.blocks[0]
     self_attention, cross_attention = block.self_attention, block.cross_attention
-    block_cache = cache[:, 0]  # (batch, 2, max_length, heads, key_dim)
+    block_cache = cache[0]  # (batch, 2, max_length, heads, key_dim)
     cross_cache = state["cross_attention_cache"][:, 0]
     source_mask = state["source_mask"]
     token_mask = tf.ones((batch_size, 1), tf.bool)
@@ -117,13 +117,9 @@ def parts(model, batch_size):
         return _feed(x, tf.matmul(tf.reshape(x, (-1, MODEL_DIM)), kernel) + bias)
 
     def core(step, q, cache):
+        # Equation (1) on the projected query and the cache, as the layer computes it.
         mask = tf.range(NEW_TOKENS)[None, None, None, :] <= step  # (1, 1, 1, max_length)
-        out = keras.ops.dot_product_attention(
-            q,
-            cache[:, 0],
-            cache[:, 1],
-            mask=tf.broadcast_to(mask, (batch_size, NUM_HEADS, 1, NEW_TOKENS)),
-        )
+        out, _ = self_attention._compute_attention(q, cache[:, 0], cache[:, 1], mask)
         return q + 1e-9 * out, cache
 
     def mask_work(step, x):
@@ -177,6 +173,8 @@ def parts(model, batch_size):
         "Add & Norm (1 of 3 per block)": (add_norm, (x,)),
         "logits": (logits, (x,)),
         "decoder stack (2 blocks)": (decoder_stack, (x, cache)),
+        # The caches stacked in one tensor, which the decoder slices and restacks.
+        "decoder stack, cache stacked in one tensor": (decoder_stack, (x, tf.stack(cache, axis=1))),
         "whole step (call_decoder_with_cache + arg-max)": (step, (token, cache)),
         "encoder + cross-attention keys/values (once per call)": (encoder, (source,)),
     }

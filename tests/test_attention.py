@@ -46,6 +46,36 @@ def test_matches_numpy_reference_with_mask():
         )
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+def test_one_query_position_matches_numpy_reference(policy, masked):
+    # A decoding step's shape: one query per row (computed as elementwise
+    # products and sums on TensorFlow). Row 1 of the mask allows no key at all.
+    layer = ktl.MultiHeadAttention(num_heads=3, key_dim=4, value_dim=5, dtype=policy)
+    query = np.random.rand(3, 1, 6).astype("float32")
+    value = np.random.rand(3, 7, 6).astype("float32")
+    mask = np.random.rand(3, 1, 7) > 0.4
+    mask[:, :, 0] = True
+    mask[1] = False
+    layer(query, value)
+    randomize(layer)
+    kwargs = {"attention_mask": mask} if masked else {}
+    output = keras.ops.convert_to_numpy(keras.ops.cast(layer(query, value, **kwargs), "float32"))
+    tolerance = 1e-5 if policy == "float32" else 3e-2
+    for example in range(3):
+        expected, _ = ref.multi_head_attention(
+            query[example],
+            value[example],
+            attention_params(layer),
+            mask[example] if masked else None,
+        )
+        np.testing.assert_allclose(output[example], expected, atol=tolerance, rtol=tolerance)
+    if masked:  # attends to nothing: the output bias alone
+        np.testing.assert_allclose(
+            output[1, 0], keras.ops.convert_to_numpy(layer.output_dense.bias), atol=tolerance
+        )
+
+
 def _copied_pair(num_heads, key_dim, query, value, key=None):
     theirs = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim)
     ours = ktl.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim)

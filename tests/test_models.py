@@ -133,7 +133,10 @@ def test_mixed_float16_logits_are_float32_and_cached_steps_stay_close(kind):
     assert model.decoder_embedding.compute_dtype == "float16"
     full = _full_logits(model)
     assert full.dtype == np.float32
-    assert keras.backend.standardize_dtype(model.initial_cache(2, 4).dtype) == "float16"
+    assert all(
+        keras.backend.standardize_dtype(cache.dtype) == "float16"
+        for cache in model.initial_cache(2, 4)
+    )
     cached = _cached_logits(model, prefill=2)
     assert np.isfinite(cached).all()
     # float16 keeps ~3 decimal digits; the logits here are O(1).
@@ -173,9 +176,11 @@ def test_encoder_state_and_initial_cache_shapes():
     np.testing.assert_array_equal(_numpy(state["source_mask"]), SOURCE != 0)
     # (batch, num_layers, 2, source_len, num_heads, key_dim)
     assert tuple(state["cross_attention_cache"].shape) == (2, 2, 2, 5, 2, 4)
-    cache = _numpy(model.initial_cache(3, 7))
-    assert cache.shape == (3, 2, 2, 7, 2, 4)
-    assert not cache.any()
+    # One (batch, 2, max_length, num_heads, key_dim) tensor per decoder block.
+    cache = model.initial_cache(3, 7)
+    assert isinstance(cache, tuple) and len(cache) == 2
+    assert all(_numpy(block).shape == (3, 2, 7, 2, 4) for block in cache)
+    assert not any(_numpy(block).any() for block in cache)
     assert _lm().call_encoder(SOURCE) == {}
 
 
@@ -184,9 +189,38 @@ def test_cached_step_writes_only_its_positions_into_the_cache():
     cache = model.initial_cache(2, 6)
     _, cache = model.call_decoder_with_cache(TARGET[:, :2], 0, cache, {})
     _, cache = model.call_decoder_with_cache(TARGET[:, 2:3], 2, cache, {})
-    cache = _numpy(cache)
+    cache = np.stack([_numpy(block) for block in cache], axis=1)
     assert np.abs(cache[:, :, :, :3]).sum(axis=(0, 1, 2, 4, 5)).min() > 0
     assert not cache[:, :, :, 3:].any()
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_the_cache_stacked_in_one_tensor_gives_the_same_steps(kind):
+    # `call_decoder_with_cache` takes the per-block tuple of `initial_cache`
+    # or the same stacked on axis 1 (as the exported steps pass it), and
+    # returns the form it was given.
+    model = BUILDERS[kind]()
+    state = model.call_encoder(SOURCE) if kind == "seq2seq" else {}
+    per_block = model.initial_cache(*TARGET.shape)
+    stacked = keras.ops.stack(per_block, axis=1)
+    for position in range(TARGET.shape[1]):
+        token = TARGET[:, position : position + 1]
+        logits, per_block = model.call_decoder_with_cache(token, position, per_block, state)
+        stacked_logits, stacked = model.call_decoder_with_cache(token, position, stacked, state)
+        assert isinstance(per_block, tuple)
+        assert tuple(stacked.shape) == (2, 2, 2, TARGET.shape[1], 2, 4)
+        np.testing.assert_allclose(_numpy(stacked_logits), _numpy(logits), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _numpy(stacked), np.stack([_numpy(block) for block in per_block], axis=1), atol=1e-6
+    )
+    assert np.abs(_numpy(stacked)).sum() > 0
+
+
+def test_a_per_block_cache_of_the_wrong_length_is_refused():
+    model = _lm()
+    cache = model.initial_cache(*TARGET.shape)
+    with pytest.raises(ValueError, match=r"one tensor per block, num_layers=2.*tuple of 1"):
+        model.call_decoder_with_cache(TARGET[:, :1], 0, cache[:1], {})
 
 
 # --- Model classes: layers, config, saving --------------------------------------------------

@@ -204,7 +204,7 @@ def _step_functions(generator, batch_size, source_len):
     model = generator.model
     spec = generator.spec
     max_length = generator.max_length
-    cache = model.initial_cache(1, max_length)  # (1, layers, 2, max_length, heads, key_dim)
+    cache = _stacked(model.initial_cache(1, max_length))  # (1, layers, 2, max_length, h, d)
     state_specs = []
     boolean_state = set()
     functions = {}
@@ -222,8 +222,8 @@ def _step_functions(generator, batch_size, source_len):
                     boolean_state.add(name)
                     value = tf.cast(value, tf.int32)
                 outputs[name] = value
-            outputs["self_attention_cache"] = model.initial_cache(
-                tf.shape(source_ids)[0], max_length
+            outputs["self_attention_cache"] = _stacked(
+                model.initial_cache(tf.shape(source_ids)[0], max_length)
             )
             return outputs
 
@@ -260,6 +260,19 @@ def _step_functions(generator, batch_size, source_len):
 
     functions[DECODE_STEP_SIGNATURE] = decode_step
     return functions
+
+
+def _stacked(cache):
+    """The self-attention cache as the one tensor the step signatures pass around.
+
+    The models' interface gives one cache tensor per decoder block (a tuple,
+    which the `generate` loop updates in place); a step called from outside
+    takes them stacked on axis 1, which `call_decoder_with_cache` accepts too
+    and returns as it was given.
+    """
+    if isinstance(cache, (list, tuple)):
+        return tf.stack(cache, axis=1)  # (batch, layers, 2, max_length, heads, key_dim)
+    return cache
 
 
 def _module(functions):
@@ -431,7 +444,7 @@ def _check_tflite(caller, generator, batch_size, quantization):
             "`quantization` must be None (float32 weights) or 'dynamic_int8' (int8 "
             f"weights, float activations). Received: quantization={quantization!r}"
         )
-    dtype = generator.model.initial_cache(1, 1).dtype
+    dtype = _stacked(generator.model.initial_cache(1, 1)).dtype
     if dtype != "float32":
         raise ValueError(
             "TFLite builtin ops compute in float32, so the generator's model must "

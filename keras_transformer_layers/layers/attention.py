@@ -15,6 +15,13 @@ from keras_transformer_layers.layers import masks
 # whose keys are all masked free of NaN. Such rows are zeroed afterwards.
 _MASKED_SCORE = -3.0e38
 
+# One query position (a decoding step) as elementwise products and sums (see
+# `MultiHeadAttention._single_query_attention`): faster on TensorFlow's XLA
+# and graphs, slower under JAX's XLA than the matrix-product form, measured
+# with benchmarks/decode.py (docs/generation.md). The only backend switch of
+# the layers.
+_SINGLE_QUERY_AS_REDUCTIONS = keras.config.backend() == "tensorflow"
+
 
 def attention_weights(query, key, mask=None):
     """`softmax(Q K^T / sqrt(d_k))` per head, with a boolean mask.
@@ -83,11 +90,15 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     the results agree with those calls up to float rounding, the weights and
     saved files do not change, and quantized projections keep their own call.
 
-    Under a float32 compute dtype, with `value_dim == key_dim`, without
-    dropout in effect and without `return_attention_scores`, the weights are computed by the fused
+    Without dropout in effect and without `return_attention_scores`, a call
+    with one query position (a decoding step) computes equation (1) as
+    elementwise products and sums over the keys and values in their stored
+    layout, with the same float32 softmax and masking (see
+    `_single_query_attention`); longer queries in a float32 compute dtype,
+    with `value_dim == key_dim`, use the fused
     `keras.ops.dot_product_attention`, which is then provably the same
-    computation (see `_compute_attention`); otherwise by the explicit float32
-    softmax below.
+    computation (see `_compute_attention`); otherwise the explicit float32
+    softmax below runs.
 
     Masks: booleans, True = attend. The Keras masks of `query`, `value` and
     `key` (from `Embedding(mask_zero=True)`) are combined with
@@ -576,7 +587,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         `(batch, heads, query_len, key_len)` before dropout, or `None` for
         them when the fused kernel ran.
 
-        The fused `ops.dot_product_attention` runs only where it provably
+        One query position without dropout or weights requested goes to
+        `_single_query_attention`. Otherwise the fused
+        `ops.dot_product_attention` runs only where it provably
         computes the same thing: in a float32 compute dtype (its logits and
         softmax are then float32, as here; under `mixed_float16` its logits
         would be float16 and could overflow), with `value_dim == key_dim`
@@ -589,11 +602,11 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         is finite everywhere, and their output is then set to zero, as here.
         The flash kernels are never used: they need 16-bit inputs.
         """
+        weights_unused = not return_attention_scores and not (training and self.dropout > 0.0)
+        if weights_unused and _SINGLE_QUERY_AS_REDUCTIONS and query.shape[1] == 1:
+            return self._single_query_attention(query, key, value, attention_mask), None
         fused = (
-            self.compute_dtype == "float32"
-            and self.value_dim == self.key_dim
-            and not return_attention_scores
-            and not (training and self.dropout > 0.0)
+            weights_unused and self.compute_dtype == "float32" and self.value_dim == self.key_dim
         )
         if fused:
             return self._fused_attention(query, key, value, attention_mask), None
@@ -605,6 +618,46 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             value,
         )  # (batch, query_len, heads, value_dim)
         return attended, weights
+
+    def _single_query_attention(self, query, key, value, mask):
+        """Equation (1) for one query position, as elementwise products and sums.
+
+        A decoding step has one query per row. Its logits and its weighted sum
+        of the values are then reductions over the cached keys and values in
+        their `(batch, key_len, heads, size)` layout, which XLA fuses with
+        the mask and the cache write, reading each cached tensor once. The
+        matrix-product form (`ops.dot_product_attention` or the einsums
+        below) has `heads` as a batch axis, so it first copies the keys and
+        values into a heads-major layout at every step. The logits and the
+        softmax are float32 and masked keys get exactly zero weight, as in
+        `attention_weights`; a row whose keys are all masked gets a zero
+        output.
+
+        Args:
+            query: tensor `(batch, 1, heads, key_dim)`.
+            key: tensor `(batch, key_len, heads, key_dim)`.
+            value: tensor `(batch, key_len, heads, value_dim)`.
+            mask: optional boolean tensor broadcastable to
+                `(batch, heads, 1, key_len)`.
+
+        Returns:
+            A tensor `(batch, 1, heads, value_dim)` in the compute dtype.
+        """
+        query = ops.cast(query, "float32") * (1.0 / math.sqrt(self.key_dim))
+        scores = ops.sum(query * ops.cast(key, "float32"), axis=-1)  # (batch, key_len, heads)
+        scores = ops.transpose(scores, (0, 2, 1))  # (batch, heads, key_len)
+        if mask is None:
+            weights = ops.softmax(scores, axis=-1)
+        else:
+            mask = ops.broadcast_to(
+                mask, (ops.shape(key)[0], self.num_heads, 1, ops.shape(key)[1])
+            )[:, :, 0]  # (batch, heads, key_len)
+            weights = ops.softmax(ops.where(mask, scores, _MASKED_SCORE), axis=-1)
+            weights = ops.where(mask, weights, 0.0)
+        weights = ops.transpose(ops.cast(weights, self.compute_dtype), (0, 2, 1))  # (b, k, h)
+        return ops.sum(
+            ops.expand_dims(weights, -1) * value, axis=1, keepdims=True
+        )  # (batch, 1, heads, value_dim)
 
     def _fused_attention(self, query, key, value, mask):
         """`ops.dot_product_attention`, with all-zero rows for fully masked queries."""

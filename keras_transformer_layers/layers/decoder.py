@@ -449,8 +449,14 @@ class TransformerDecoder(TransformerStackBase):
             block or a list of `num_layers` masks. Keras fills it.
         self_attention_cache: optional tensor of shape
             `(batch, num_layers, 2, max_length, num_heads, key_dim)`, one
-            self-attention cache per block (see `initial_self_attention_cache`).
-            Defaults to `None`.
+            self-attention cache per block (see `initial_self_attention_cache`),
+            or a tuple of `num_layers` tensors
+            `(batch, 2, max_length, num_heads, key_dim)`, block 0 first; the
+            updated cache comes back in the same form. The tuple form is the
+            one to carry through a compiled decoding loop: XLA then writes
+            each block's new keys and values in place, while the stacked form
+            is sliced and restacked, copying the whole cache, at every step
+            (see docs/generation.md). Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, position
             of the first of `decoder_inputs`; required with
             `self_attention_cache`. The new positions must fit in the cache,
@@ -464,11 +470,14 @@ class TransformerDecoder(TransformerStackBase):
 
     Returns:
         A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
-        `self_attention_cache`, a tuple `(outputs, updated_cache)`.
+        `self_attention_cache`, a tuple `(outputs, updated_cache)`, the cache
+        stacked or a tuple as it was given.
 
     Raises:
         ValueError: as `TransformerDecoderBlock`; for an `encoder_connection`
-            other than `"last"` and `"layerwise"`; with `"layerwise"`, for
+            other than `"last"` and `"layerwise"`; for a tuple
+            `self_attention_cache` without one tensor per block; with
+            `"layerwise"`, for
             `encoder_outputs` (or a list of masks) that is not a list or tuple
             of `num_layers` items; with `"last"`, for a list of them.
 
@@ -578,6 +587,7 @@ class TransformerDecoder(TransformerStackBase):
         block_encoder_outputs, block_encoder_masks = self._check_call(
             decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
         )
+        block_caches = self._self_attention_cache_per_block(self_attention_cache)
         x = decoder_inputs
         updated_caches = []
         for index, block in enumerate(self.blocks):
@@ -586,9 +596,7 @@ class TransformerDecoder(TransformerStackBase):
                 block_encoder_outputs[index],
                 decoder_inputs_mask=decoder_inputs_mask,
                 encoder_outputs_mask=block_encoder_masks[index],
-                self_attention_cache=(
-                    None if self_attention_cache is None else self_attention_cache[:, index]
-                ),
+                self_attention_cache=block_caches[index],
                 self_attention_cache_update_index=self_attention_cache_update_index,
                 cross_attention_cache=(
                     None if cross_attention_cache is None else cross_attention_cache[:, index]
@@ -600,9 +608,25 @@ class TransformerDecoder(TransformerStackBase):
                 updated_caches.append(block_cache)
         if self.output_layer_norm is not None:
             x = self.output_layer_norm(x)
-        if self_attention_cache is not None:
-            return x, ops.stack(updated_caches, axis=1)  # (batch, layers, 2, max_len, h, d)
-        return x
+        if self_attention_cache is None:
+            return x
+        if isinstance(self_attention_cache, (list, tuple)):
+            return x, tuple(updated_caches)
+        return x, ops.stack(updated_caches, axis=1)  # (batch, layers, 2, max_len, h, d)
+
+    def _self_attention_cache_per_block(self, cache):
+        """The cache of each block: an item of a tuple, or a slice of the stacked tensor."""
+        if cache is None:
+            return [None] * self.num_layers
+        if not isinstance(cache, (list, tuple)):
+            return [cache[:, index] for index in range(self.num_layers)]
+        if len(cache) != self.num_layers:
+            raise ValueError(
+                "A tuple `self_attention_cache` must hold one tensor per block, "
+                f"num_layers={self.num_layers}. Received: a {type(cache).__name__} "
+                f"of {len(cache)} tensors"
+            )
+        return list(cache)
 
     def initial_self_attention_cache(self, batch_size, max_length):
         """An all-zero self-attention cache for decoding up to `max_length` positions.
@@ -671,6 +695,10 @@ class TransformerDecoder(TransformerStackBase):
         output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
         if self_attention_cache is None:
             return output
+        if isinstance(self_attention_cache, (list, tuple)):
+            return output, tuple(
+                keras.KerasTensor(cache.shape, dtype=cache.dtype) for cache in self_attention_cache
+            )
         return output, keras.KerasTensor(
             self_attention_cache.shape, dtype=self_attention_cache.dtype
         )

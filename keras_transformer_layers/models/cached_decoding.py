@@ -7,7 +7,10 @@ through these three calls and one description, never through layer names:
   the *encoder state*, a dict of batch-major tensors that every decoder step
   reads (the source padding mask and the cross-attention keys and values);
   a decoder-only model returns `{}`.
-- `initial_cache(batch_size, max_length)`: the zero self-attention cache.
+- `initial_cache(batch_size, max_length)`: the zero self-attention cache, a
+  tensor or a tuple of tensors that generators carry through their loops
+  without looking inside (this package's models give one tensor per decoder
+  block, so that a compiled loop updates each in place).
 - `call_decoder_with_cache(token_ids, index, cache, encoder_state)`: feeds
   the tokens at positions `index, index + 1, ...` through the decoder,
   writing their keys and values into the cache, and returns float32 logits
@@ -137,10 +140,16 @@ class CachedDecodingMixin:
             max_length: positive int, the positions the cache holds.
 
         Returns:
-            A zero tensor `(batch_size, num_layers, 2, max_length, num_heads,
-            key_dim)` in the decoder's compute dtype.
+            A tuple of `num_layers` zero tensors `(batch_size, 2, max_length,
+            num_heads, key_dim)` in the decoder's compute dtype, one per
+            decoder block: the per-block form of
+            `TransformerDecoder.initial_self_attention_cache`, which a
+            compiled decoding loop updates in place (stacking them is
+            `ops.stack(cache, axis=1)`).
         """
-        return self.decoder.initial_self_attention_cache(batch_size, max_length)
+        return tuple(
+            ops.unstack(self.decoder.initial_self_attention_cache(batch_size, max_length), axis=1)
+        )
 
     def call_decoder_with_cache(self, token_ids, index, cache, encoder_state):
         """Runs the decoder on new tokens over the caches.
@@ -150,12 +159,14 @@ class CachedDecodingMixin:
                 `index` to `index + new_len - 1`.
             index: int or scalar int tensor, the position of the first of
                 `token_ids`.
-            cache: the self-attention cache (see `initial_cache`).
+            cache: the self-attention cache (see `initial_cache`), or the
+                same stacked into one tensor `(batch, num_layers, 2,
+                max_length, num_heads, key_dim)`.
             encoder_state: the dict from `call_encoder`.
 
         Returns:
             `(logits, cache)`: float32 logits `(batch, new_len, logits_size)`
-            and the updated cache.
+            and the updated cache, in the form it was given.
         """
         x = self.decoder_embedding(token_ids, start_index=index)
         x, cache = self.decoder(
