@@ -4,6 +4,7 @@ Usage:
 
     KERAS_BACKEND=tensorflow python benchmarks/decode.py [--repeats 10]
         [--batch-sizes 1 8 32] [--no-litert-int8] [--no-jax]
+        [--serving-corpus PATH/spa-eng.zip]
 
 All variants share the same weights (2 encoder + 2 decoder layers,
 model_dim 256, 8 heads, intermediate 1024, vocabulary 8000), the same
@@ -28,6 +29,9 @@ is divided by 64. Every variant's tokens are compared with `TF cached`:
   with their self- and cross-attention caches, same weights and embeddings,
   with XLA (without and with padding masks) and without. The ratios are
   against the faster of the two XLA variants.
+
+With `--serving-corpus`, the same run then measures serving 500 spa-eng
+sentences one request at a time (`benchmarks/serving.py`, its defaults).
 
 The in-process variants are timed round-robin, so that a busy machine slows
 every variant alike; the best of `--repeats` runs is kept. Each timed call
@@ -339,6 +343,12 @@ def main():
         "quantization='dynamic_int8')",
     )
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX subprocess")
+    parser.add_argument(
+        "--serving-corpus",
+        metavar="PATH",
+        help="then, in the same run, benchmarks/serving.py on this spa-eng.zip: 500 "
+        "requests one at a time, XLA compiled per shape vs length buckets",
+    )
     parser.add_argument("--jax-worker", metavar="DIRECTORY", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.jax_worker:
@@ -394,6 +404,11 @@ def main():
             value = results.get(name)
             cells += ["-", "-"] if value is None else [f"{value:.2f}", f"{baseline / value:.2f}x"]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.serving_corpus:
+        import serving  # this directory's serving.py
+
+        print()
+        serving.main(["--corpus", args.serving_corpus])
 
 
 if __name__ == "__main__":
