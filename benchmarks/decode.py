@@ -313,10 +313,11 @@ def litert_function(generator, directory, batch_size, quantization):
     return lambda source: runner(source_ids=np.asarray(source))["token_ids"]
 
 
-def build_model():
-    keras.utils.set_random_seed(0)
+def build_model(source_vocabulary_size=VOCABULARY, seed=0):
+    """The benchmark model, random weights from `seed` (also used by serving.py)."""
+    keras.utils.set_random_seed(seed)
     return ktl.build_transformer(
-        VOCABULARY,
+        source_vocabulary_size,
         VOCABULARY,
         num_layers=NUM_LAYERS,
         model_dim=MODEL_DIM,

@@ -45,18 +45,18 @@ import zipfile
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_transformer_layers as ktl  # noqa: E402
+# The model and sizes of benchmarks/decode.py (this script runs from benchmarks/).
+from decode import VOCABULARY  # noqa: E402
+from decode import build_model  # noqa: E402
+
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data.spa_eng import split_of  # noqa: E402
 from keras_transformer_layers.data.tokenizer import split_text  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
-
-NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
 
 
 def read_pairs(path):
@@ -144,16 +144,7 @@ def main(argv=None):
         f"{np.mean(spanish):.1f} words and punctuation marks on average; {args.max_length} tokens generated each"
     )
 
-    keras.utils.set_random_seed(args.seed)
-    model = ktl.build_transformer(
-        source_vocabulary,
-        VOCABULARY,
-        num_layers=NUM_LAYERS,
-        model_dim=MODEL_DIM,
-        num_heads=NUM_HEADS,
-        intermediate_dim=INTERMEDIATE_DIM,
-        dropout=0.0,
-    )
+    model = build_model(source_vocabulary, seed=args.seed)
     settings = {"max_length": args.max_length, "end_id": None}
     bucketed = Generator(model, jit_compile=True, length_buckets=args.length_buckets, **settings)
     no_xla = Generator(model, **settings)
