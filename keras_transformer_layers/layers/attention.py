@@ -90,8 +90,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
     the results agree with those calls up to float rounding, the weights and
     saved files do not change, and quantized projections keep their own call.
 
-    Without dropout in effect and without `return_attention_scores`, a call
-    with one query position (a decoding step) computes equation (1) as
+    Without dropout in effect and without `return_attention_scores`, on the
+    TensorFlow backend, a call with one query position (a decoding step)
+    computes equation (1) as
     elementwise products and sums over the keys and values in their stored
     layout, with the same float32 softmax and masking (see
     `_single_query_attention`); longer queries in a float32 compute dtype,
@@ -587,8 +588,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         `(batch, heads, query_len, key_len)` before dropout, or `None` for
         them when the fused kernel ran.
 
-        One query position without dropout or weights requested goes to
-        `_single_query_attention`. Otherwise the fused
+        On TensorFlow, one query position without dropout or weights
+        requested goes to `_single_query_attention`. Otherwise the fused
         `ops.dot_product_attention` runs only where it provably
         computes the same thing: in a float32 compute dtype (its logits and
         softmax are then float32, as here; under `mixed_float16` its logits

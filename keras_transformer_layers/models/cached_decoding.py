@@ -10,7 +10,8 @@ through these three calls and one description, never through layer names:
 - `initial_cache(batch_size, max_length)`: the zero self-attention cache, a
   tensor or a tuple of tensors that generators carry through their loops
   without looking inside (this package's models give one tensor per decoder
-  block, so that a compiled loop updates each in place).
+  block, so that a compiled loop updates each in place; the exported decoder
+  steps take a tuple stacked on axis 1).
 - `call_decoder_with_cache(token_ids, index, cache, encoder_state)`: feeds
   the tokens at positions `index, index + 1, ...` through the decoder,
   writing their keys and values into the cache, and returns float32 logits
