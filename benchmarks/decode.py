@@ -15,6 +15,13 @@ is divided by 64. Every variant's tokens are compared with `TF cached`:
 - `TF cached, XLA` / `TF cached`: `Generator.generate` (key/value cache,
   encoder and cross-attention keys/values computed once), with and without
   XLA.
+- `TF layers' cache API, XLA` / `JAX layers' cache API, jit`: greedy
+  decoding written by a user who composes the package's layers (the same
+  embeddings, `TransformerEncoder`, `TransformerDecoder` and logits) and
+  drives the decoder's cache API (`initial_self_attention_cache`,
+  `compute_cross_attention_cache`, `decoder(..., self_attention_cache=...)`)
+  in a `keras.ops.while_loop` of their own, compiled as `Generator` compiles
+  its loop.
 - `JAX cached, jit`: the same `Generator` under `jax.jit`, in a subprocess
   run with the JAX environment (`JAX_PYTHON`, default `.venv-jax/bin/python`
   of the repository), on this model's weights; timed before the others, not
@@ -60,6 +67,7 @@ if keras.config.backend() == "tensorflow":  # the JAX worker runs without Tensor
 
 import keras_transformer_layers as ktl  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
+from keras_transformer_layers.generation._compile import compile_generation  # noqa: E402
 from keras_transformer_layers.tokens import START_ID  # noqa: E402
 
 NUM_LAYERS, MODEL_DIM, NUM_HEADS, INTERMEDIATE_DIM, VOCABULARY = 2, 256, 8, 1024, 8000
@@ -99,6 +107,54 @@ def recompute_function(model):
         return tokens[:, 1:]
 
     return generate
+
+
+def layers_cache_function(model):
+    """Greedy decoding through the layers' cache API, in a loop a user writes.
+
+    The layers are the model's own (same weights); the loop is plain
+    `keras.ops`, compiled with XLA on TensorFlow and `jax.jit` on JAX.
+    """
+    source_embedding = model.get_layer("encoder_embedding")
+    encoder = model.get_layer("encoder")
+    target_embedding = model.get_layer("decoder_embedding")
+    decoder = model.get_layer("decoder")
+    logits_layer = model.get_layer("logits")
+    excluded = np.isin(np.arange(VOCABULARY), [0, START_ID])
+
+    def generate(source_ids, seed):
+        batch = keras.ops.shape(source_ids)[0]
+        source_mask = source_embedding.compute_mask(source_ids)
+        memory = encoder(source_embedding(source_ids), mask=source_mask)
+        cross_cache = decoder.compute_cross_attention_cache(memory)
+        cache = decoder.initial_self_attention_cache(batch, NEW_TOKENS)
+        tokens = keras.ops.zeros((batch, NEW_TOKENS), "int32")
+
+        def body(step, token, cache, tokens):
+            y = target_embedding(token, start_index=step)
+            y, cache = decoder(
+                y,
+                None,
+                decoder_inputs_mask=target_embedding.compute_mask(token),
+                encoder_outputs_mask=source_mask,
+                self_attention_cache=cache,
+                self_attention_cache_update_index=step,
+                cross_attention_cache=cross_cache,
+            )
+            logits = keras.ops.where(excluded, -1e9, logits_layer(y)[:, 0])
+            next_token = keras.ops.cast(keras.ops.argmax(logits, axis=-1), "int32")[:, None]
+            tokens = keras.ops.slice_update(tokens, (0, step), next_token)
+            return step + 1, next_token, cache, tokens
+
+        start = keras.ops.full((batch, 1), START_ID, "int32")
+        step = keras.ops.convert_to_tensor(0, "int32")
+        _, _, _, tokens = keras.ops.while_loop(
+            lambda step, *_: step < NEW_TOKENS, body, (step, start, cache, tokens)
+        )
+        return tokens
+
+    compiled = compile_generation(generate, model.variables, jit_compile=True)
+    return lambda source: compiled(source, 0)
 
 
 def keras_hub_function(model, jit_compile, padding_masks):
@@ -260,24 +316,24 @@ def jax_worker(directory, batch_sizes, repeats):
     """
     model = build_model()
     model.load_weights(os.path.join(directory, "model.weights.h5"))
-    generator = Generator(model, max_length=NEW_TOKENS, end_id=None)
+    generator = Generator(model, max_new_tokens=NEW_TOKENS, end_id=None)
+    variants = {
+        "JAX cached, jit": lambda source: generator.generate(source, seed=0),
+        "JAX layers' cache API, jit": layers_cache_function(model),
+    }
     results = {}
     for batch_size in batch_sizes:
         source = source_ids(batch_size)
-        tokens = _first(generator.generate(source, seed=0))  # trace, compile, warm up
-        times = []
-        for _ in range(repeats):
-            _first(generator.generate(source, seed=0))  # untimed, as in-process
-            start = time.perf_counter()
-            _first(generator.generate(source, seed=0))
-            times.append(time.perf_counter() - start)
-        results[batch_size] = {"ms": 1000 * min(times) / NEW_TOKENS, "tokens": tokens.tolist()}
+        milliseconds, outputs = milliseconds_per_step(variants, source, repeats)
+        results[batch_size] = {
+            name: {"ms": milliseconds[name], "tokens": outputs[name].tolist()} for name in variants
+        }
     with open(os.path.join(directory, "jax.json"), "w") as file:
         json.dump(results, file)
 
 
 def run_jax(model, directory, batch_sizes, repeats):
-    """`{batch_size: (ms per token, tokens)}` of the JAX path, from a subprocess.
+    """`{batch_size: {variant: (ms per token, tokens)}}` of the JAX paths, from a subprocess.
 
     The JAX backend needs its own process (and the JAX environment, without
     TensorFlow): it gets this model's weights through a weights file.
@@ -289,7 +345,10 @@ def run_jax(model, directory, batch_sizes, repeats):
     subprocess.run(["nice", "-n", "10", *command], env=environment, check=True)
     with open(os.path.join(directory, "jax.json")) as file:
         results = json.load(file)
-    return {int(batch): (row["ms"], np.array(row["tokens"])) for batch, row in results.items()}
+    return {
+        int(batch): {name: (row["ms"], np.array(row["tokens"])) for name, row in rows.items()}
+        for batch, rows in results.items()
+    }
 
 
 def litert_function(generator, directory, batch_size, quantization):
@@ -357,7 +416,7 @@ def main():
         return
 
     model = build_model()
-    settings = {"max_length": NEW_TOKENS, "end_id": None}
+    settings = {"max_new_tokens": NEW_TOKENS, "end_id": None}
     cached = Generator(model, **settings)
     cached_jit = Generator(model, jit_compile=True, **settings)
     directory = tempfile.mkdtemp(prefix="decode_benchmark_")
@@ -365,6 +424,7 @@ def main():
     common = {
         "TF cached, XLA": lambda source: cached_jit.generate(source, seed=0),
         "TF cached": lambda source: cached.generate(source, seed=0),
+        "TF layers' cache API, XLA": layers_cache_function(model),
         "TF full recompute": recompute_function(model),
         "keras-hub cached, XLA": keras_hub_function(model, True, padding_masks=False),
         "keras-hub cached, XLA, masks": keras_hub_function(model, True, padding_masks=True),
@@ -378,8 +438,8 @@ def main():
             variants["LiteRT int8"] = litert_function(cached, directory, batch_size, "dynamic_int8")
         source = source_ids(batch_size)
         results, outputs = milliseconds_per_step(variants, tf.constant(source), args.repeats)
-        if batch_size in jax_rows:
-            results["JAX cached, jit"], outputs["JAX cached, jit"] = jax_rows[batch_size]
+        for name, (milliseconds, tokens) in jax_rows.get(batch_size, {}).items():
+            results[name], outputs[name] = milliseconds, tokens
         for name, output in outputs.items():  # same weights, same greedy tokens
             agree = np.mean(output == outputs["TF cached"])
             if agree < 1.0 or name == "LiteRT int8":

@@ -67,7 +67,7 @@ def parts(model, batch_size):
     block = decoder.blocks[0]
     self_attention, cross_attention = block.self_attention, block.cross_attention
     block_cache = cache[0]  # (batch, 2, max_length, heads, key_dim)
-    cross_cache = state["cross_attention_cache"][:, 0]
+    cross_cache = state["cross_attention_cache"][0]
     source_mask = state["source_mask"]
     token_mask = tf.ones((batch_size, 1), tf.bool)
     embedding = model.decoder_embedding
@@ -117,7 +117,8 @@ def parts(model, batch_size):
         return _feed(x, tf.matmul(tf.reshape(x, (-1, MODEL_DIM)), kernel) + bias)
 
     def core(step, q, cache):
-        # Equation (1) on the projected query and the cache, as the layer computes it.
+        # Equation (1) on the projected query and the cache, in the layer's
+        # matrix-product path (a TensorFlow step uses decode_step's one-query form).
         mask = tf.range(NEW_TOKENS)[None, None, None, :] <= step  # (1, 1, 1, max_length)
         out, _ = self_attention._compute_attention(q, cache[:, 0], cache[:, 1], mask)
         return q + 1e-9 * out, cache
@@ -173,8 +174,6 @@ def parts(model, batch_size):
         "Add & Norm (1 of 3 per block)": (add_norm, (x,)),
         "logits": (logits, (x,)),
         "decoder stack (2 blocks)": (decoder_stack, (x, cache)),
-        # The caches stacked in one tensor, which the decoder slices and restacks.
-        "decoder stack, cache stacked in one tensor": (decoder_stack, (x, tf.stack(cache, axis=1))),
         "whole step (call_decoder_with_cache + arg-max)": (step, (token, cache)),
         "encoder + cross-attention keys/values (once per call)": (encoder, (source,)),
     }
@@ -193,7 +192,9 @@ def main():
     for jit_compile in (True, False):
         for name, (part, carry) in parts(model, args.batch_size).items():
             runs[name, jit_compile] = _loop(part, carry, jit_compile)
-        generator = Generator(model, max_length=NEW_TOKENS, end_id=None, jit_compile=jit_compile)
+        generator = Generator(
+            model, max_new_tokens=NEW_TOKENS, end_id=None, jit_compile=jit_compile
+        )
         runs["Generator.generate per token (encoder and loop included)", jit_compile] = (
             lambda generator=generator: generator.generate(source, seed=0)
         )

@@ -70,7 +70,10 @@ def parse_args(argv=None):
     parser.add_argument("--corpus", help="spa_eng: path of spa-eng.zip or spa.txt")
     parser.add_argument("--tokenizers", help="spa_eng: tokenizers.json of examples/translate.py")
     parser.add_argument(
-        "--max-length", type=int, default=20, help="spa_eng: longest sequence in ids"
+        "--sequence-length",
+        type=int,
+        default=20,
+        help="spa_eng: longest sequence in ids, start and end included",
     )
     parser.add_argument("--num-train", type=int, default=20000, help="dates: as the demo")
     parser.add_argument("--num-validation", type=int, default=1000, help="dates: as the demo")
@@ -103,12 +106,12 @@ def dates_task(args):
     pairs = pairs[: args.sentences]
     targets = [t.decode("utf-8") for _, t in pairs]
     source_ids = source_tokenizer(tf.constant([s for s, _ in pairs])).numpy()
-    max_length = max(len(t) for t in targets) + 1  # the longest target, then [END]
+    max_new_tokens = max(len(t) for t in targets) + 1  # the longest target, then [END]
 
     def score(hypotheses):
         return 100.0 * np.mean([h == t for h, t in zip(hypotheses, targets, strict=True)])
 
-    return source_ids, max_length, target_tokenizer, score, "exact match (%)"
+    return source_ids, max_new_tokens, target_tokenizer, score, "exact match (%)"
 
 
 def spa_eng_task(args):
@@ -123,7 +126,7 @@ def spa_eng_task(args):
     for source, target in builder.as_dataset(split="test", as_supervised=True).as_numpy_iterator():
         references.setdefault(source, []).append(target.decode("utf-8"))
     sources = sorted(references)[: args.sentences]
-    source_ids = source_tokenizer(tf.constant(sources)).numpy()[:, : args.max_length]
+    source_ids = source_tokenizer(tf.constant(sources)).numpy()[:, : args.sequence_length]
     most = max(len(references[s]) for s in sources)
     streams = [
         [references[s][i] if i < len(references[s]) else None for s in sources] for i in range(most)
@@ -133,7 +136,8 @@ def spa_eng_task(args):
     def score(hypotheses):
         return bleu.corpus_score(hypotheses, streams).score
 
-    return source_ids, args.max_length - 1, target_tokenizer, score, "SacreBLEU"
+    # The translation and its end token: the sequence without its start token.
+    return source_ids, args.sequence_length - 1, target_tokenizer, score, "SacreBLEU"
 
 
 def batches(source_ids, batch_size):
@@ -144,15 +148,15 @@ def batches(source_ids, batch_size):
         yield begin, np.concatenate([rows, filler])
 
 
-def keras_ids(model, source_ids, max_length, batch_size):
-    generator = Generator(model, max_length=max_length, start_id=START_ID, end_id=END_ID)
+def keras_ids(model, source_ids, max_new_tokens, batch_size):
+    generator = Generator(model, max_new_tokens=max_new_tokens, start_id=START_ID, end_id=END_ID)
     outputs = [generator.generate(rows) for _, rows in batches(source_ids, batch_size)]
     return np.concatenate(outputs)[: len(source_ids)]
 
 
-def litert_ids(model, source_ids, max_length, batch_size, quantization, folder):
+def litert_ids(model, source_ids, max_new_tokens, batch_size, quantization, folder):
     """Greedy ids from the exported WHILE loop; also returns the file size."""
-    generator = Generator(model, max_length=max_length, start_id=START_ID, end_id=END_ID)
+    generator = Generator(model, max_new_tokens=max_new_tokens, start_id=START_ID, end_id=END_ID)
     path = os.path.join(folder, f"generate_{quantization or 'float32'}.tflite")
     report = export_generation_tflite(
         generator, path, batch_size=batch_size, quantization=quantization
@@ -177,7 +181,7 @@ def weight_bytes(model):
 def main(argv=None):
     args = parse_args(argv)
     task = dates_task if args.task == "dates" else spa_eng_task
-    source_ids, max_length, target_tokenizer, score, metric = task(args)
+    source_ids, max_new_tokens, target_tokenizer, score, metric = task(args)
     model = keras.models.load_model(args.model)
     quantized = keras.models.load_model(args.model)
     gc.freeze()  # Keras collects once per quantized layer: skip the existing objects
@@ -187,7 +191,7 @@ def main(argv=None):
     def detokenize(ids):
         return [t.decode("utf-8") for t in target_tokenizer.detokenize(ids).numpy()]
 
-    common = (source_ids, max_length, args.batch_size)
+    common = (source_ids, max_new_tokens, args.batch_size)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, run in (
@@ -207,7 +211,7 @@ def main(argv=None):
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     print(
-        f"\n{args.task}: {len(source_ids)} test sentences, greedy, max_length {max_length}; "
+        f"\n{args.task}: {len(source_ids)} test sentences, greedy, max_new_tokens {max_new_tokens}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit or '?'}, "
         f"{platform.machine()} {os.cpu_count()} CPUs, load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

@@ -11,7 +11,7 @@ time in a random order, with greedy decoding on the benchmark model of
 word-level `TextTokenizer` of at most 8000 ids built from the English side
 of the train split, so the source lengths (with the start and end ids) are
 those a translation service sees. The weights are random: the model never
-emits the end id early, so every request decodes all `--max-length`
+emits the end id early, so every request decodes all `--max-new-tokens`
 tokens (the script prints the mean length of the Spanish references to
 compare).
 
@@ -115,7 +115,7 @@ def main(argv=None):
     parser.add_argument("--corpus", required=True, help="spa-eng.zip or its spa.txt")
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument(
-        "--max-length",
+        "--max-new-tokens",
         type=int,
         default=8,
         help="generated tokens per request (8: the mean Spanish test reference, 7.3, + end)",
@@ -141,11 +141,11 @@ def main(argv=None):
     print(
         f"{len(sources)} requests, source lengths {min(lengths)}-{max(lengths)} "
         f"({len(set(lengths))} distinct, mean {np.mean(lengths):.1f}); Spanish references "
-        f"{np.mean(spanish):.1f} words and punctuation marks on average; {args.max_length} tokens generated each"
+        f"{np.mean(spanish):.1f} words and punctuation marks on average; {args.max_new_tokens} tokens generated each"
     )
 
     model = build_model(source_vocabulary, seed=args.seed)
-    settings = {"max_length": args.max_length, "end_id": None}
+    settings = {"max_new_tokens": args.max_new_tokens, "end_id": None}
     bucketed = Generator(model, jit_compile=True, length_buckets=args.length_buckets, **settings)
     no_xla = Generator(model, **settings)
     per_shape = Generator(model, **settings)

@@ -106,7 +106,13 @@ def parse_args(argv=None):
     parser.add_argument("--tokenizer", default="word", choices=sorted(TOKENIZERS))
     parser.add_argument("--rows", default="abcde", help="trained rows; f, g come with e")
     parser.add_argument("--max-train-pairs", type=int, default=20000)
-    parser.add_argument("--max-length", type=int, default=16)
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        default=16,
+        help="longest sequence in ids, [START] and [END] included: the padded length of the "
+        "training pipeline, the learned position tables of row a and the decoded sequences",
+    )
     parser.add_argument("--vocabulary-size", type=int, default=8000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -165,10 +171,10 @@ def keras_io_model(source_size, target_size, args):
     }
     encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
     decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
-    x = LearnedPositionEmbedding(args.max_length, source_size, args.model_dim)(encoder_inputs)
+    x = LearnedPositionEmbedding(args.sequence_length, source_size, args.model_dim)(encoder_inputs)
     x = keras.layers.Dropout(args.dropout)(x)
     memory = ktl.TransformerEncoder(**stack)(x)
-    y = LearnedPositionEmbedding(args.max_length, target_size, args.model_dim)(decoder_inputs)
+    y = LearnedPositionEmbedding(args.sequence_length, target_size, args.model_dim)(decoder_inputs)
     y = keras.layers.Dropout(args.dropout)(y)
     y = ktl.TransformerDecoder(**stack)(y, memory)
     logits = keras.layers.Dense(target_size, dtype="float32")(y)
@@ -176,7 +182,11 @@ def keras_io_model(source_size, target_size, args):
 
 
 def greedy_full_recompute(model, source_ids, max_length):
-    """Greedy decoding that reruns the whole model on the prefix at every step (row a)."""
+    """Greedy decoding that reruns the whole model on the prefix at every step (row a).
+
+    `max_length` counts the decoder positions, the start token included, as
+    `Generator(max_length=...)` does.
+    """
     batch = source_ids.shape[0]
     tokens = np.full((batch, 1), ktl.data.START_ID, dtype="int32")
     finished = np.zeros(batch, dtype=bool)
@@ -234,7 +244,7 @@ def main(argv=None):
         source_tokenizer,
         target_tokenizer,
         batch_size=args.batch_size,
-        max_length=args.max_length,
+        sequence_length=args.sequence_length,
         bucket_boundaries=[8, 12],
         shuffle_buffer_size=args.max_train_pairs,
         seed=args.seed,
@@ -250,7 +260,7 @@ def main(argv=None):
     order = np.random.default_rng(args.seed).permutation(len(sources))[: args.bleu_sentences]
     sources = [sources[i] for i in order]
     refs = [references[s].decode("utf-8") for s in sources]
-    source_ids = source_tokenizer(tf.constant(sources)).numpy()[:, : args.max_length]
+    source_ids = source_tokenizer(tf.constant(sources)).numpy()[:, : args.sequence_length]
     bleu = sacrebleu.BLEU(lowercase=True, tokenize="intl")
 
     def score(output_ids):
@@ -292,18 +302,18 @@ def main(argv=None):
         params = model.count_params()
         start = time.time()
         if row == "a":
-            output_ids = greedy_full_recompute(model, source_ids, args.max_length)
+            output_ids = greedy_full_recompute(model, source_ids, args.sequence_length)
         else:
             if row == "e":  # the final weights first; the average is row f
                 model.set_weights(averaging.checkpoints[-1])
-            output_ids = Generator(model, max_length=args.max_length).generate(source_ids)
+            output_ids = Generator(model, max_length=args.sequence_length).generate(source_ids)
         value, hypotheses = score(output_ids)
         report(row, value, hypotheses, train_seconds, params, time.time() - start)
         if row == "e":
             model.set_weights(averaging.averaged_weights())
             for extra, strategy in (("f", "greedy"), ("g", BeamSearch(4, length_penalty=0.6))):
                 start = time.time()
-                generator = Generator(model, strategy=strategy, max_length=args.max_length)
+                generator = Generator(model, strategy=strategy, max_length=args.sequence_length)
                 value, hypotheses = score(generator.generate(source_ids))
                 report(extra, value, hypotheses, train_seconds, params, time.time() - start)
 

@@ -243,7 +243,7 @@ def make_tokenizers(builder):
 
 
 def translate_ids(generator, source_tokenizer, texts, batch_size=500):
-    """Greedy output ids `(len(texts), max_length)` for a list of strings."""
+    """Greedy output ids `(len(texts), generator.max_new_tokens)` for a list of strings."""
     outputs = []
     for begin in range(0, len(texts), batch_size):
         source_ids = source_tokenizer(tf.constant(texts[begin : begin + batch_size]))
@@ -490,8 +490,8 @@ def evaluate(model, source_tokenizer, target_tokenizer, test_pairs):
         The `Generator` and the number of test dates translated exactly.
     """
     print("\n== Exact match on the test split (greedy, Generator) ==")
-    max_length = max(len(t) for _, t in test_pairs) + 1  # the longest target, then [END]
-    generator = Generator(model, max_length=max_length, start_id=START_ID, end_id=END_ID)
+    max_new_tokens = max(len(t) for _, t in test_pairs) + 1  # the longest target, then [END]
+    generator = Generator(model, max_new_tokens=max_new_tokens, start_id=START_ID, end_id=END_ID)
     start = time.monotonic()
     predictions = detokenize(
         target_tokenizer, translate_ids(generator, source_tokenizer, [s for s, _ in test_pairs])

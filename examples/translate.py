@@ -61,7 +61,7 @@ DEFAULTS = {
     "spa_eng": {
         "epochs": 3,
         "vocabulary_size": 10000,
-        "max_length": 20,
+        "sequence_length": 20,
         "bucket_boundaries": [8, 12, 16],
         "num_layers": 2,
         "num_heads": 4,
@@ -72,7 +72,7 @@ DEFAULTS = {
     "ted": {
         "epochs": 10,
         "vocabulary_size": 8000,
-        "max_length": 64,
+        "sequence_length": 64,
         "bucket_boundaries": [16, 24, 32, 48],
         "num_layers": 4,
         "num_heads": 8,
@@ -108,7 +108,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--vocabulary-size", type=int, help="ids per language, reserved included")
     parser.add_argument(
-        "--max-length", type=int, help="longest sequence in ids, start/end included"
+        "--sequence-length",
+        type=int,
+        help="longest sequence in ids, start/end included (the decoded sequences too)",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int)
@@ -199,7 +201,7 @@ def main(argv=None):
 
     batching = {
         "batch_size": args.batch_size,
-        "max_length": args.max_length,
+        "sequence_length": args.sequence_length,
         "bucket_boundaries": args.bucket_boundaries,
     }
     train_batches = make_translation_dataset(
@@ -236,8 +238,9 @@ def main(argv=None):
     sources = [sorted(references)[i] for i in order[: args.bleu_sentences]]
     source_ids = keras.ops.convert_to_numpy(source_tokenizer(tf.constant(sources)))
     start = time.time()
-    generator = Generator(model, max_length=args.max_length - 1)
-    output_ids = generator.generate(source_ids[:, : args.max_length])
+    # The decoded sequence: the start token, then the translation and its end token.
+    generator = Generator(model, max_length=args.sequence_length)
+    output_ids = generator.generate(source_ids[:, : args.sequence_length])
     decoding_seconds = time.time() - start
     hypotheses = [
         h.decode("utf-8")

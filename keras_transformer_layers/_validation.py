@@ -173,6 +173,14 @@ def concrete_value(tensor):
         return None
 
 
+def describe(value):
+    """`value` for an error message: a tensor or array by its shape, anything else by repr."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and not isinstance(value, (int, float)):
+        return f"<{type(value).__name__} of shape {tuple(shape)}>"
+    return repr(value)
+
+
 def check_finite_number(name, value):
     """A real number (not a bool), neither NaN nor infinite."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -43,13 +43,13 @@ def interface_of(model):
     )
 
 
-def reversal_arrays(num_examples, seed, min_length=3, max_length=MAX_SOURCE_LENGTH):
+def reversal_arrays(num_examples, seed, min_length=3, max_source_length=MAX_SOURCE_LENGTH):
     """Sources (ids 4-15, padded with 0), decoder inputs and targets of the reversal task."""
     rng = np.random.default_rng(seed)
-    source = np.zeros((num_examples, max_length), "int32")
-    decoder_inputs = np.zeros((num_examples, max_length + 1), "int32")
-    target = np.zeros((num_examples, max_length + 1), "int32")
-    for row, length in enumerate(rng.integers(min_length, max_length + 1, num_examples)):
+    source = np.zeros((num_examples, max_source_length), "int32")
+    decoder_inputs = np.zeros((num_examples, max_source_length + 1), "int32")
+    target = np.zeros((num_examples, max_source_length + 1), "int32")
+    for row, length in enumerate(rng.integers(min_length, max_source_length + 1, num_examples)):
         tokens = rng.integers(FIRST_TOKEN, VOCABULARY_SIZE, length)
         source[row, :length] = tokens
         decoder_inputs[row, 0] = START_ID
@@ -187,9 +187,13 @@ def log_softmax(logits):
 
 
 def _start(source, prompts, max_length, start_id, pad_id):
-    """The initial token buffer and prompt lengths, as the generator defines them."""
+    """The initial token buffer of `max_length` positions and the prompt lengths.
+
+    As the generator defines them: the start token (encoder-decoder) or the
+    prompt (decoder-only) first, then room for the generated tokens.
+    """
     if source is not None:
-        tokens = np.full((len(source), max_length + 1), pad_id, "int32")
+        tokens = np.full((len(source), max_length), pad_id, "int32")
         tokens[:, 0] = start_id
         return tokens, np.ones(len(source), int)
     prompts = np.asarray(prompts, "int32")

@@ -184,7 +184,7 @@ def test_tokenizer_rejects_bad_input(tokenizer):
 def exported(tokenizer, tmp_path_factory):
     """A tiny model's text translation with subword tokenizers, as a SavedModel."""
     model = helpers.tiny_transformer(VOCABULARY_SIZE)
-    generator = Generator(model, max_length=8)
+    generator = Generator(model, max_new_tokens=8)
     translator = export.text_translation_function(generator, tokenizer, tokenizer)
     path = str(tmp_path_factory.mktemp("subword") / "saved_model")
     export.export_saved_model(model, path, text_translator=translator)

@@ -66,7 +66,7 @@ def test_short_dates_training_reaches_exact_match(tmp_path):
 
     pairs = list(builder.as_dataset(split="test", as_supervised=True).as_numpy_iterator())
     source_ids = source_tokenizer(tf.constant([s for s, _ in pairs])).numpy()
-    output_ids = Generator(model, max_length=11).generate(source_ids)
+    output_ids = Generator(model, max_new_tokens=11).generate(source_ids)
     predictions = target_tokenizer.detokenize(output_ids).numpy()
     exact = np.mean([p == t for p, (_, t) in zip(predictions, pairs, strict=True)])
     elapsed = time.monotonic() - start

@@ -41,7 +41,7 @@ def tiny(demo):
         intermediate_dim=32,
         dropout=0.0,
     )
-    generator = Generator(model, max_length=6, start_id=2, end_id=3)
+    generator = Generator(model, max_new_tokens=6, start_id=2, end_id=3)
     return model, generator, source, target
 
 

@@ -25,7 +25,7 @@ _ARGS = argparse.Namespace(
     num_heads=2,
     intermediate_dim=32,
     dropout=0.0,
-    max_length=8,
+    sequence_length=8,
 )
 
 

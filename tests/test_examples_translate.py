@@ -41,7 +41,7 @@ def test_score_case_and_unicode_punctuation():
 def test_options_default_per_dataset():
     spa = translate.parse_args(["--dataset", "spa_eng", "--corpus", "spa.txt"])
     ted = translate.parse_args(["--dataset", "ted", "--epochs", "2", "--tokenizer", "subword"])
-    assert (spa.epochs, spa.max_length, spa.num_layers, spa.tokenizer) == (3, 20, 2, "word")
-    assert (ted.epochs, ted.max_length, ted.num_layers, ted.tokenizer) == (2, 64, 4, "subword")
+    assert (spa.epochs, spa.sequence_length, spa.num_layers, spa.tokenizer) == (3, 20, 2, "word")
+    assert (ted.epochs, ted.sequence_length, ted.num_layers, ted.tokenizer) == (2, 64, 4, "subword")
     with pytest.raises(SystemExit):
         translate.parse_args(["--dataset", "spa_eng"])

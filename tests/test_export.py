@@ -22,14 +22,14 @@ from tests.generation_fixtures import interface_of
 from tests.generation_fixtures import small_model
 
 SOURCES = ["abc", "hgfedcba", "jj", "a"]
-MAX_OUTPUT_LENGTH = 12
+MAX_NEW_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A character model exported with every signature: forward, encoder, translate, generation."""
     model, tokenizer = helpers.character_model()
-    generator = Generator(interface_of(model), max_length=MAX_OUTPUT_LENGTH)
+    generator = Generator(interface_of(model), max_new_tokens=MAX_NEW_TOKENS)
     translator = export.text_translation_function(generator, tokenizer, tokenizer)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     signatures = export.export_saved_model(
@@ -51,7 +51,7 @@ def keras_greedy_translation(model, tokenizer, text):
     """Reference: a Python loop over the full `model(...)` on the whole prefix."""
     source = tokenizer(tf.constant([text])).numpy()
     tokens = [START_ID]
-    for _ in range(MAX_OUTPUT_LENGTH):
+    for _ in range(MAX_NEW_TOKENS):
         logits = model({"encoder_inputs": source, "decoder_inputs": np.array([tokens], "int32")})
         tokens.append(int(np.argmax(np.asarray(logits)[0, -1])))
         if tokens[-1] == END_ID:
@@ -352,6 +352,38 @@ def test_functional_encoder_model_exports(tmp_path):
     assert names == ["forward", "serving_default"]
     inputs = {"ids": helpers.random_ids(20, 2, 6, seed=5, pad_tail=2)}
     assert export.verify_export(tmp_path / "sm", model, inputs)["max_abs_diff"] <= 1e-5
+
+
+def test_verify_export_refuses_float_ids(exported):
+    # They were cast to the signature's int32: 4.5 compared as 4.
+    inputs = helpers.translation_inputs(14, 2, 7, 6, seed=3)
+    inputs["encoder_inputs"] = inputs["encoder_inputs"] + 0.5
+    with pytest.raises(
+        ValueError,
+        match=r"`encoder_inputs` must be an integer array of token ids[\s\S]*"
+        r"Received: encoder_inputs.dtype=float64",
+    ):
+        export.verify_export(exported["path"], exported["model"], inputs)
+
+
+def test_encoder_first_called_in_another_model_is_refused_clearly(tmp_path):
+    # Keras records a layer's output at its first call; the `encoder`
+    # signature cut that output out of another model: "Output with path ``
+    # is not connected to `inputs`".
+    embedding = ktl.PositionalEmbedding(20, 8)
+    encoder = ktl.TransformerEncoder(1, 2, 16, name="encoder")
+    dense = keras.layers.Dense(3)
+    first = keras.Input((None,), dtype="int32", name="ids")
+    keras.Model(first, dense(encoder(embedding(first))))
+    source = keras.Input((None,), dtype="int32", name="encoder_inputs")
+    model = keras.Model(source, dense(encoder(embedding(source))))
+    with pytest.raises(
+        ValueError,
+        match=r"The `encoder` signature needs the output of the layer `encoder`[\s\S]*"
+        r"first called in another model[\s\S]*Received: model=",
+    ):
+        export.export_saved_model(model, tmp_path / "sm")
+    assert not os.path.exists(tmp_path / "sm")
 
 
 def _leftovers(folder):

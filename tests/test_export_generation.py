@@ -33,7 +33,7 @@ from tests.generation_fixtures import small_model  # noqa: F401
 from tests.generation_fixtures import sources  # noqa: F401
 from tests.generation_fixtures import trained_model  # noqa: F401
 
-MAX_LENGTH = 10
+MAX_NEW_TOKENS = 10
 
 # Runs in `python -I` (no PYTHONPATH, no cwd on sys.path) with the package
 # made unimportable, so only TensorFlow and the SavedModels are used.
@@ -79,7 +79,7 @@ def _leftovers(folder):
 
 @pytest.fixture(scope="module")
 def keras_generation(trained_model):
-    generator = Generator(interface_of(trained_model), max_length=MAX_LENGTH)
+    generator = Generator(interface_of(trained_model), max_new_tokens=MAX_NEW_TOKENS)
     source = sources(4)
     token_ids, scores = generator.generate(source, return_scores=True)
     return generator, source, token_ids, scores
@@ -122,7 +122,7 @@ def test_tflite_single_step_without_control_flow(keras_generation, tmp_path):
     encoded = _runner(report["files"]["encode"])(source_ids=source)
     step = _runner(report["files"]["decode_step"])
     cache, token, generated = encoded["self_attention_cache"], np.array([[START_ID]], "int32"), []
-    for index in range(MAX_LENGTH):  # the caller's loop, as on a delegate
+    for index in range(MAX_NEW_TOKENS):  # the caller's loop, as on a delegate
         outputs = step(
             token_ids=token,
             index=np.array(index, "int32"),
@@ -277,6 +277,28 @@ def test_lm_exports_reject_bad_prompts_in_every_runtime(lm_generators, tmp_path)
                 index=tf.constant(index),
                 self_attention_cache=tf.constant(cache),
             )
+
+
+def test_exported_decode_step_equals_the_full_model_with_special_ids_in_the_prefix(tmp_path):
+    # The exported step records padding in the cache as the Keras step does:
+    # fed every special id (0 padding inside the prefix, 1, 2, 3), its logits
+    # are the full model's at every position (but the excluded ids 0 and 2).
+    model, interface = lm()
+    generator = Generator(interface, max_length=LM_MAX_LENGTH)
+    saved = export_generation_saved_model(generator, tmp_path / "sm")
+    step = tf.saved_model.load(saved["path"]).signatures["decode_step"]
+    prefix = np.array([[2, 5, 0, 6, 1, 3, 0, 7]], "int32")
+    full = keras.ops.convert_to_numpy(model(prefix))[0]  # (length, vocabulary)
+    cache = np.zeros(step.structured_input_signature[1]["self_attention_cache"].shape, "float32")
+    kept = ~np.isin(np.arange(full.shape[-1]), [0, START_ID])
+    for index, token in enumerate(prefix[0]):
+        outputs = step(
+            token_ids=tf.constant([[token]]),
+            index=tf.constant(index),
+            self_attention_cache=tf.constant(cache),
+        )
+        cache = outputs["self_attention_cache"]
+        np.testing.assert_allclose(outputs["logits"][0].numpy()[kept], full[index][kept], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -559,7 +581,7 @@ def test_sampling_exports_draw_the_keras_sample(kind, tmp_path):
     sampling = Sampling(temperature=1.5, top_k=6, top_p=0.9, seed=7)
     if kind == "seq2seq":
         interface = small_model(favoured=(END_ID,), bias=1.0)[1]
-        generator = Generator(interface, sampling, max_length=MAX_LENGTH)
+        generator = Generator(interface, sampling, max_new_tokens=MAX_NEW_TOKENS)
         inputs, name = TABLE_SOURCE, "source_ids"
     else:
         generator = Generator(lm()[1], sampling, max_length=LM_MAX_LENGTH)
@@ -584,7 +606,7 @@ def test_sampling_exports_draw_the_keras_sample(kind, tmp_path):
 def test_seq2seq_beam_search_exports_give_the_keras_beams(trained_model, tmp_path):
     """Beam search with the GNMT penalty: SavedModel and the TFLite loop give the Keras beams."""
     beam_search = BeamSearch(num_beams=3, length_penalty=0.6)
-    generator = Generator(interface_of(trained_model), beam_search, max_length=MAX_LENGTH)
+    generator = Generator(interface_of(trained_model), beam_search, max_new_tokens=MAX_NEW_TOKENS)
     source = sources(4)
     tokens, scores = generator.generate(source, return_scores=True)
     assert (tokens[:, 0] != END_ID).all()  # real translations, not an immediate end

@@ -29,13 +29,13 @@ from tests.generation_fixtures import trained_model  # noqa: F401  (pytest fixtu
 
 pytestmark = pytest.mark.backend_neutral
 
-MAX_LENGTH = 10
+MAX_NEW_TOKENS = 10
 
 
 @pytest.fixture(scope="module")
 def greedy(trained_model):
     """The greedy generator and its output on `sources(4)`, shared by the tests."""
-    generator = Generator(interface_of(trained_model), max_length=MAX_LENGTH)
+    generator = Generator(interface_of(trained_model), max_new_tokens=MAX_NEW_TOKENS)
     token_ids, scores = generator.generate(sources(4), return_scores=True)
     return generator, token_ids, scores
 
@@ -45,7 +45,7 @@ def test_cached_greedy_matches_full_recompute(trained_model, greedy, batch_size)
     source = sources(batch_size)
     generator = greedy[0]
     token_ids, scores = generator.generate(source, return_scores=True)
-    expected, expected_scores = recompute_greedy(trained_model, MAX_LENGTH, source=source)
+    expected, expected_scores = recompute_greedy(trained_model, MAX_NEW_TOKENS + 1, source=source)
     np.testing.assert_array_equal(token_ids, expected)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-4)
     np.testing.assert_allclose(
@@ -63,11 +63,11 @@ def test_cached_greedy_matches_full_recompute(trained_model, greedy, batch_size)
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow-only: XLA")
 def test_jit_compiled_loop_matches(trained_model, greedy):
-    jit = Generator(interface_of(trained_model), max_length=MAX_LENGTH, jit_compile=True)
+    jit = Generator(interface_of(trained_model), max_new_tokens=MAX_NEW_TOKENS, jit_compile=True)
     np.testing.assert_array_equal(jit.generate(sources(4)), greedy[1])
 
 
-def test_end_token_stops_each_row_and_max_length_is_respected(trained_model, greedy):
+def test_end_token_stops_each_row_and_max_new_tokens_is_respected(trained_model, greedy):
     source = sources(4)
     token_ids = greedy[1]
     end_positions = []
@@ -79,10 +79,10 @@ def test_end_token_stops_each_row_and_max_length_is_respected(trained_model, gre
         end_positions.append(ends[0])
     # Rows stopped at different steps: the others went on after the first stopped.
     assert len(set(end_positions)) > 1, end_positions
-    # Too short a budget: rows are cut at max_length, no end token.
-    short = Generator(interface_of(trained_model), max_length=2).generate(source)
+    # Too short a budget: rows are cut after max_new_tokens, no end token.
+    short = Generator(interface_of(trained_model), max_new_tokens=2).generate(source)
     assert short.shape == (4, 2)
-    np.testing.assert_array_equal(short, recompute_greedy(trained_model, 2, source=source)[0])
+    np.testing.assert_array_equal(short, recompute_greedy(trained_model, 3, source=source)[0])
 
 
 def test_beam_search_with_one_beam_is_greedy(trained_model, greedy):
@@ -90,7 +90,7 @@ def test_beam_search_with_one_beam_is_greedy(trained_model, greedy):
     beam, beam_scores = Generator(
         interface_of(trained_model),
         BeamSearch(num_beams=1, length_penalty=0.0),
-        max_length=MAX_LENGTH,
+        max_new_tokens=MAX_NEW_TOKENS,
     ).generate(sources(4), return_scores=True)
     np.testing.assert_array_equal(beam, greedy_ids)
     np.testing.assert_allclose(beam_scores, greedy_scores, atol=1e-5)
@@ -100,9 +100,9 @@ def test_four_beams_find_at_least_greedy_log_prob(trained_model):
     # A source longer than any seen in training makes the model unsure.
     source = np.concatenate([sources(4), np.full((4, 2), 9, "int32")], axis=1)
     model = interface_of(trained_model)
-    greedy_ids = Generator(model, max_length=12).generate(source)
+    greedy_ids = Generator(model, max_new_tokens=12).generate(source)
     beam, beam_scores = Generator(
-        model, BeamSearch(num_beams=4, length_penalty=0.0), max_length=12
+        model, BeamSearch(num_beams=4, length_penalty=0.0), max_new_tokens=12
     ).generate(source, return_scores=True)
     greedy_log_prob = sequence_log_prob(trained_model, greedy_ids, source=source)
     beam_log_prob = sequence_log_prob(trained_model, beam, source=source)
@@ -117,7 +117,7 @@ def test_beam_scores_follow_the_length_penalty_formula(trained_model):
         beam, scores = Generator(
             interface_of(trained_model),
             BeamSearch(num_beams=3, length_penalty=alpha),
-            max_length=MAX_LENGTH,
+            max_new_tokens=MAX_NEW_TOKENS,
         ).generate(source, return_scores=True)
         lengths = (beam != 0).sum(1)
         expected = (
@@ -149,7 +149,7 @@ def test_length_penalty_changes_the_ranking_as_the_formula_says():
 )
 def test_degenerate_sampling_is_greedy(trained_model, greedy, settings):
     sampled = Generator(
-        interface_of(trained_model), Sampling(**settings), max_length=MAX_LENGTH
+        interface_of(trained_model), Sampling(**settings), max_new_tokens=MAX_NEW_TOKENS
     ).generate(sources(4))
     np.testing.assert_array_equal(sampled, greedy[1])
 
@@ -157,7 +157,7 @@ def test_degenerate_sampling_is_greedy(trained_model, greedy, settings):
 def test_fixed_seed_reproduces_the_sample(trained_model, greedy):
     source = sources(4)
     strategy = Sampling(temperature=5.0, top_p=0.95, seed=7)
-    first = Generator(interface_of(trained_model), strategy, max_length=MAX_LENGTH)
+    first = Generator(interface_of(trained_model), strategy, max_new_tokens=MAX_NEW_TOKENS)
     sample = first.generate(source)
     np.testing.assert_array_equal(first.generate(source), sample)
     np.testing.assert_array_equal(first.generate(source, seed=7), sample)
@@ -191,7 +191,7 @@ def test_top_k_samples_only_among_the_k_best(trained_model):
     sampled = Generator(
         interface_of(trained_model),
         Sampling(top_k=2, temperature=10.0, seed=0),
-        max_length=MAX_LENGTH,
+        max_new_tokens=MAX_NEW_TOKENS,
     ).generate(source)
     decoder_inputs = np.concatenate([np.full((4, 1), START_ID, "int32"), sampled[:, :-1]], axis=1)
     logits = full_logits(trained_model, source, decoder_inputs)
@@ -223,11 +223,60 @@ def test_generator_on_a_pre_norm_model_composed_of_the_layers():
         decoder=decoder,
         logits=head,
     )
-    generator = Generator(interface, max_length=6, end_id=11)
+    generator = Generator(interface, max_new_tokens=6, end_id=11)
     source = np.array([[3, 4, 5, 0], [6, 7, 8, 9]], "int32")
     np.testing.assert_array_equal(
-        generator.generate(source), recompute_greedy(model, 6, source=source, end_id=11)[0]
+        generator.generate(source), recompute_greedy(model, 7, source=source, end_id=11)[0]
     )
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "decoder_only"])
+def test_max_length_counts_decoder_positions_and_cache_slots(kind):
+    # `max_length` is the decoded sequence's positions, the start token or
+    # the prompt included, and the cache slots; an encoder-decoder model
+    # generates `max_new_tokens = max_length - 1` tokens. (It meant the
+    # generated tokens for one kind of model and the sequence for the other.)
+    _, interface = small_model(favoured=(), seed=4, decoder_only=kind == "decoder_only")
+    inputs = np.array([[4, 5, 6, 0], [7, 8, 0, 0]], "int32")
+    slots = []
+    initial_cache = interface.initial_cache
+
+    def recording(batch_size, max_length):
+        slots.append(max_length)
+        return initial_cache(batch_size, max_length)
+
+    interface.initial_cache = recording
+    try:
+        generator = Generator(interface, "greedy", max_length=7, end_id=None)
+        token_ids = generator.generate(inputs)
+    finally:
+        del interface.initial_cache
+    assert (generator.max_length, generator.max_new_tokens, slots) == (7, 6, [7])
+    assert token_ids.shape == ((2, 6) if kind == "seq2seq" else (2, 7))
+    if kind == "seq2seq":
+        same = Generator(interface, "greedy", max_new_tokens=6, end_id=None)
+        assert same.max_length == 7
+        np.testing.assert_array_equal(same.generate(inputs), token_ids)
+
+
+def test_max_length_and_max_new_tokens_are_refused_where_they_do_not_apply():
+    _, seq2seq = small_model(favoured=(), seed=4)
+    _, lm = small_model(favoured=(), seed=4, decoder_only=True)
+    with pytest.raises(
+        ValueError, match=r"Give `max_length`[\s\S]*Received: max_length=7, max_new_tokens=6"
+    ):
+        Generator(seq2seq, max_length=7, max_new_tokens=6)
+    with pytest.raises(
+        ValueError, match=r"`max_new_tokens` is for encoder-decoder[\s\S]*max_new_tokens=4"
+    ):
+        Generator(lm, max_new_tokens=4)
+    for interface in (seq2seq, lm):
+        with pytest.raises(ValueError, match=r"`max_length` must be at least 2[\s\S]*=1"):
+            Generator(interface, max_length=1)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match=rf"`max_new_tokens`[\s\S]*max_new_tokens={bad!r}"):
+            Generator(seq2seq, max_new_tokens=bad)
+    assert Generator(seq2seq).max_length == Generator(lm).max_length == 32
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from keras_transformer_layers.generation import Sampling
 from tests.generation_fixtures import small_model
 
 VOCABULARY_SIZE = 20
-MAX_LENGTH = 6
+MAX_LENGTH = 6  # decoder positions, the start token or the prompt included
 # Sources of 1 to 7 tokens and prompts of 1 to 5, with padding beyond the longest.
 LENGTHS = (1, 7, 3, 5, 2)
 PROMPT_LENGTHS = (1, 4, 3, 5, 2)
@@ -52,7 +52,9 @@ def test_buckets_change_no_result(models, kind, strategy):
     token_ids, scores = bucketed.generate(inputs, batch_size=3, return_scores=True, verbose=0)
     np.testing.assert_array_equal(token_ids, expected)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
-    assert token_ids.shape == (len(LENGTHS), MAX_LENGTH) and scores.shape == (len(LENGTHS),)
+    # Generated ids without the start token, or the prompts and their continuations.
+    width = MAX_LENGTH - 1 if kind == "seq2seq" else MAX_LENGTH
+    assert token_ids.shape == (len(LENGTHS), width) and scores.shape == (len(LENGTHS),)
 
 
 def test_buckets_up_to_a_learned_position_table():

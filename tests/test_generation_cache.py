@@ -171,9 +171,9 @@ def test_decoder_stack_cached_steps_match_full_pass(normalize_first):
     source_mask = np.array([[True] * 6, [True, True, True, False, False, False]])
     full = ops.convert_to_numpy(decoder(target, source, encoder_outputs_mask=source_mask))
     cache = decoder.initial_self_attention_cache(2, 5)
-    assert tuple(cache.shape) == (2, 2, 2, 5, 2, 4)
+    assert [tuple(block.shape) for block in cache] == [(2, 2, 5, 2, 4)] * 2
     cross = decoder.compute_cross_attention_cache(source)
-    assert tuple(cross.shape) == (2, 2, 2, 6, 2, 4)
+    assert [tuple(block.shape) for block in cross] == [(2, 2, 6, 2, 4)] * 2
     steps = []
     for step in range(5):
         output, cache = decoder(
@@ -191,12 +191,12 @@ def test_decoder_stack_cached_steps_match_full_pass(normalize_first):
 def test_decoder_stack_cache_output_spec():
     decoder = ktl.TransformerDecoder(2, 2, 16)
     target, source = keras.Input((1, 8)), keras.Input((6, 8))
-    cache = keras.Input((2, 2, 5, 2, 4))
+    cache = (keras.Input((2, 5, 2, 4)), keras.Input((2, 5, 2, 4)))
     output, new_cache = decoder(
         target, source, self_attention_cache=cache, self_attention_cache_update_index=0
     )
     assert tuple(output.shape) == (None, 1, 8)
-    assert tuple(new_cache.shape) == (None, 2, 2, 5, 2, 4)
+    assert [tuple(block.shape) for block in new_cache] == [(None, 2, 5, 2, 4)] * 2
 
 
 @pytest.mark.parametrize("kind", ["seq2seq", "decoder_only"])
@@ -218,3 +218,66 @@ def test_interface_cached_steps_and_prefill_match_the_full_model(kind):
         full,
         atol=1e-4,
     )
+
+
+def _one_step(layer, index, cache):
+    x = np.ones((2, 1, 8), "float32")
+    return layer(x, x, use_causal_mask=True, cache=cache, cache_update_index=index)
+
+
+@pytest.mark.parametrize("index", [4, 10, -1])
+def test_attention_cache_index_outside_the_cache_raises_eagerly(index):
+    layer = _attention(np.ones((2, 1, 8), "float32"))
+    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    for given in (index, ops.convert_to_tensor(index)):
+        with pytest.raises(
+            ValueError,
+            match=rf"`cache_update_index` must be non-negative.*Received: cache_update_index={index},"
+            " with 1 new positions and 4 cache positions",
+        ):
+            _one_step(layer, given, cache)
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.function graphs")
+@pytest.mark.parametrize("index", [4, 10, -1])
+def test_attention_cache_index_outside_the_cache_fails_closed_in_graphs_and_xla(index):
+    import tensorflow as tf
+
+    layer = _attention(np.ones((2, 1, 8), "float32"))
+    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    expected, _ = _one_step(layer, 3, cache)
+    for jit_compile in (False, True):
+        step = tf.function(lambda i: _one_step(layer, i, cache), jit_compile=jit_compile)
+        output, _ = step(tf.constant(3))  # in range: the eager result
+        np.testing.assert_allclose(ops.convert_to_numpy(output), expected, atol=1e-6)
+        if jit_compile:  # XLA clamps lookups: the output is NaN instead
+            output, _ = step(tf.constant(index))
+            assert np.isnan(ops.convert_to_numpy(output)).all()
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"is not in \[0, 1\)"):
+                step(tf.constant(index))
+
+
+def test_attention_cache_records_padding_for_later_calls():
+    # Padding fed through the cache is masked in every later call, as in one
+    # full pass: step by step equals the full causal computation.
+    query = np.random.normal(size=(2, 5, 8)).astype("float32")
+    padding = np.array([[True, True, False, True, True], [False, True, True, False, True]])
+    layer = _attention(query)
+    full = ops.convert_to_numpy(
+        layer(query, query, query_mask=padding, value_mask=padding, use_causal_mask=True)
+    )
+    cache = np.zeros((2, 2, 5, 2, 4), "float32")
+    outputs = []
+    for step in range(5):
+        output, cache = layer(
+            query[:, step : step + 1],
+            query[:, step : step + 1],
+            query_mask=padding[:, step : step + 1],
+            value_mask=padding[:, step : step + 1],
+            use_causal_mask=True,
+            cache=cache,
+            cache_update_index=step,
+        )
+        outputs.append(ops.convert_to_numpy(output))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)

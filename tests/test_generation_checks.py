@@ -97,7 +97,7 @@ def test_bad_strategy_settings_are_value_errors_naming_the_argument(make, name, 
         (
             {"strategy": BeamSearch(length_penalty=1e6)},
             "length_penalty",
-            "length_penalty=1000000.0, max_length=32",
+            "length_penalty=1000000.0, max_new_tokens=31",
         ),
         ({"strategy": Sampling(top_k=13)}, "top_k", "top_k=13"),
         ({"strategy": Sampling(top_k=40)}, "top_k", "top_k=40"),
@@ -135,7 +135,7 @@ def test_settings_at_the_edges_are_accepted(model):
         {"strategy": BeamSearch(length_penalty=20.0)},
         {"end_id": None},
     ):
-        token_ids = Generator(model, max_length=3, **settings).generate(source)
+        token_ids = Generator(model, max_new_tokens=3, **settings).generate(source)
         assert token_ids.shape == (1, 3), settings
 
 
@@ -235,7 +235,7 @@ def test_max_length_is_checked_against_the_decoder_position_table(table_model, j
             match=rf"`max_length`[\s\S]*table \(4 positions[\s\S]*max_length={max_length}",
         ):
             Generator(interface, max_length=max_length, jit_compile=jit_compile)
-    # Four positions feed four tokens: the start token and three generated ones.
+    # Four positions: the start token and three generated tokens.
     generator = Generator(interface, max_length=4, jit_compile=jit_compile)
     source = np.array([[4, 5, 6, 0], [7, 8, 9, 10]])
     np.testing.assert_array_equal(
@@ -245,7 +245,7 @@ def test_max_length_is_checked_against_the_decoder_position_table(table_model, j
 
 @JIT
 def test_source_length_is_checked_against_the_encoder_position_table(table_model, jit_compile):
-    generator = Generator(table_model[1], max_length=3, jit_compile=jit_compile)
+    generator = Generator(table_model[1], max_new_tokens=3, jit_compile=jit_compile)
     with pytest.raises(ValueError, match=_match("inputs", "inputs.shape=(2, 5)")) as error:
         generator.generate(np.ones((2, 5), "int32"))
     assert "position table (4)" in str(error.value)

@@ -37,7 +37,8 @@ from tests.generation_fixtures import small_model
 
 pytestmark = pytest.mark.backend_neutral
 
-MAX_LENGTH = 8
+# Decoder positions of an encoder-decoder sequence: the start token and 8 generated tokens.
+MAX_LENGTH = 9
 SOURCE = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 10, 11], [5, 5, 0, 0, 0], [11, 10, 9, 8, 0]], "int32")
 # Decoder-only prompts of 1 to 5 tokens, right-padded.
 PROMPTS = np.array(

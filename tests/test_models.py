@@ -174,8 +174,10 @@ def test_encoder_state_and_initial_cache_shapes():
     state = model.call_encoder(SOURCE)
     assert sorted(state) == ["cross_attention_cache", "source_mask"]
     np.testing.assert_array_equal(_numpy(state["source_mask"]), SOURCE != 0)
-    # (batch, num_layers, 2, source_len, num_heads, key_dim)
-    assert tuple(state["cross_attention_cache"].shape) == (2, 2, 2, 5, 2, 4)
+    # One (batch, 2, source_len, num_heads, key_dim) tensor per decoder block.
+    cross = state["cross_attention_cache"]
+    assert isinstance(cross, tuple) and len(cross) == 2
+    assert all(tuple(block.shape) == (2, 2, 5, 2, 4) for block in cross)
     # One (batch, 2, max_length, num_heads, key_dim) tensor per decoder block.
     cache = model.initial_cache(3, 7)
     assert isinstance(cache, tuple) and len(cache) == 2
@@ -194,33 +196,44 @@ def test_cached_step_writes_only_its_positions_into_the_cache():
     assert not cache[:, :, :, 3:].any()
 
 
-@pytest.mark.parametrize("kind", sorted(BUILDERS))
-def test_the_cache_stacked_in_one_tensor_gives_the_same_steps(kind):
-    # `call_decoder_with_cache` takes the per-block tuple of `initial_cache`
-    # or the same stacked on axis 1 (as the exported steps pass it), and
-    # returns the form it was given.
-    model = BUILDERS[kind]()
-    state = model.call_encoder(SOURCE) if kind == "seq2seq" else {}
-    per_block = model.initial_cache(*TARGET.shape)
-    stacked = keras.ops.stack(per_block, axis=1)
-    for position in range(TARGET.shape[1]):
-        token = TARGET[:, position : position + 1]
-        logits, per_block = model.call_decoder_with_cache(token, position, per_block, state)
-        stacked_logits, stacked = model.call_decoder_with_cache(token, position, stacked, state)
-        assert isinstance(per_block, tuple)
-        assert tuple(stacked.shape) == (2, 2, 2, TARGET.shape[1], 2, 4)
-        np.testing.assert_allclose(_numpy(stacked_logits), _numpy(logits), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(
-        _numpy(stacked), np.stack([_numpy(block) for block in per_block], axis=1), atol=1e-6
-    )
-    assert np.abs(_numpy(stacked)).sum() > 0
-
-
-def test_a_per_block_cache_of_the_wrong_length_is_refused():
+def test_a_cache_not_in_the_per_block_form_is_refused():
     model = _lm()
     cache = model.initial_cache(*TARGET.shape)
-    with pytest.raises(ValueError, match=r"one tensor per block, num_layers=2.*tuple of 1"):
+    with pytest.raises(ValueError, match=r"tuple of num_layers=2 tensors.*a tuple of 1 tensors"):
         model.call_decoder_with_cache(TARGET[:, :1], 0, cache[:1], {})
+    stacked = keras.ops.stack(cache, axis=1)
+    with pytest.raises(ValueError, match=r"tuple of num_layers=2 tensors.*of shape \(2, 2, 2, 6"):
+        model.call_decoder_with_cache(TARGET[:, :1], 0, stacked, {})
+
+
+# Every special id of `keras_transformer_layers.tokens` (0 padding, 1 unknown,
+# 2 start, 3 end) in the fed prefix, at the start, inside and at the end.
+SPECIAL_TARGETS = np.array(
+    [[2, 5, 0, 6, 7, 3], [0, 1, 2, 3, 4, 0], [2, 3, 1, 0, 0, 5], [2, 4, 5, 6, 0, 0]], "int32"
+)
+
+
+@pytest.mark.parametrize("prefill", [1, 3], ids=["stepwise", "prefill3"])
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_cached_steps_equal_the_full_model_with_every_special_id_in_the_prefix(kind, prefill):
+    # Padding inside a sequence is masked by the full model for every later
+    # position; the cache records it, so the cached steps give the same
+    # logits at every position, padded ones included.
+    model = BUILDERS[kind]()
+    source = np.array([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12], [1, 3, 2, 0, 0], [4, 0, 0, 0, 0]])
+    if kind == "seq2seq":
+        full = _numpy(model({"encoder_inputs": source, "decoder_inputs": SPECIAL_TARGETS}))
+        state = model.call_encoder(source)
+    else:
+        full, state = _numpy(model(SPECIAL_TARGETS)), {}
+    cache = model.initial_cache(*SPECIAL_TARGETS.shape)
+    logits, cache = model.call_decoder_with_cache(SPECIAL_TARGETS[:, :prefill], 0, cache, state)
+    outputs = [_numpy(logits)]
+    for position in range(prefill, SPECIAL_TARGETS.shape[1]):
+        token = SPECIAL_TARGETS[:, position : position + 1]
+        logits, cache = model.call_decoder_with_cache(token, position, cache, state)
+        outputs.append(_numpy(logits))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
 
 
 # --- Model classes: layers, config, saving --------------------------------------------------
@@ -442,6 +455,52 @@ def test_lm_fits_and_evaluates_with_the_package_loss_and_metric():
     np.testing.assert_allclose(
         results["masked_accuracy"], (logits.argmax(-1) == labels)[real].mean(), rtol=1e-6
     )
+
+
+# --- Float ids are refused, not truncated -------------------------------------------------
+
+
+def _float_ids_cases(kind):
+    """(model, inputs with float ids in `name`, integer labels, name) for a model kind."""
+    if kind == "seq2seq":
+        inputs = {"encoder_inputs": SOURCE + 0.7, "decoder_inputs": TARGET}
+        return _seq2seq(dropout=0.0), inputs, TARGET, "encoder_inputs"
+    return _lm(dropout=0.0), TARGET + 0.7, TARGET, "token_ids"
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+def test_float_ids_are_refused_in_every_entry_point(kind):
+    # Keras' functional model casts its inputs to int32 before any layer sees
+    # them: 5.7 became 5, and the model gave the logits of the integer ids.
+    model, inputs, labels, name = _float_ids_cases(kind)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    match = rf"`{name}` must be an integer array or tensor of token ids[\s\S]*Received: {name}.dtype=float"
+    expected = _numpy(model(keras.tree.map_structure(lambda x: x.astype("int32"), inputs)))
+    for entry_point in (
+        lambda: model(inputs),
+        lambda: model(keras.tree.map_structure(keras.ops.convert_to_tensor, inputs)),
+        lambda: model.predict(inputs, verbose=0),
+        lambda: model.fit(inputs, labels, verbose=0),
+        lambda: model.evaluate(inputs, labels, verbose=0),
+        lambda: model.predict_on_batch(inputs),
+        lambda: model.train_on_batch(inputs, labels),
+        lambda: model.test_on_batch(inputs, labels),
+    ):
+        with pytest.raises(ValueError, match=match):
+            entry_point()
+    # Refused before a loop starts: the model still works (on JAX, an error
+    # inside Keras' loop left its variables emptied).
+    integers = keras.tree.map_structure(lambda x: np.asarray(x, "int32"), inputs)
+    np.testing.assert_allclose(model.predict(integers, verbose=0), expected, atol=1e-5)
+    # Inside a functional model, on float inputs: refused when it is built.
+    symbolic = keras.tree.map_structure(
+        lambda x: keras.Input((None,), dtype=str(x.dtype), name=None), inputs
+    )
+    with pytest.raises(ValueError, match=match):
+        model(symbolic)
+    # Integer ids of any width are taken.
+    unsigned = keras.tree.map_structure(lambda x: np.asarray(x, "uint8"), inputs)
+    np.testing.assert_array_equal(_numpy(model(unsigned)), expected)
 
 
 # --- A functional model composed by hand ---------------------------------------------------

@@ -45,14 +45,14 @@ def test_drop_and_clip_long_pairs():
     pairs = [("a", "x"), ("aaaa", "x"), ("a", "xyzxyz")]
     dropped = list(
         make_translation_dataset(
-            _pairs(pairs), SOURCE, TARGET, batch_size=8, max_length=4
+            _pairs(pairs), SOURCE, TARGET, batch_size=8, sequence_length=4
         ).as_numpy_iterator()
     )
     ((inputs, labels),) = dropped
     np.testing.assert_array_equal(inputs["encoder_inputs"], [[2, 4, 3]])
     ((inputs, labels),) = list(
         make_translation_dataset(
-            _pairs(pairs), SOURCE, TARGET, batch_size=8, max_length=4, long_pairs="clip"
+            _pairs(pairs), SOURCE, TARGET, batch_size=8, sequence_length=4, long_pairs="clip"
         ).as_numpy_iterator()
     )
     # Clipped to 4 ids: [START] + 3 tokens, the [END] is cut off.
@@ -94,8 +94,8 @@ def test_bad_arguments():
     pairs = _pairs([("a", "x")])
     with pytest.raises(ValueError, match=r"`batch_size`.*Received: batch_size=0"):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=0)
-    with pytest.raises(ValueError, match=r"`max_length`.*Received: max_length=2"):
-        make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, max_length=2)
+    with pytest.raises(ValueError, match=r"`sequence_length`.*Received: sequence_length=2"):
+        make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, sequence_length=2)
     with pytest.raises(ValueError, match=r"`long_pairs`.*Received: long_pairs='cut'"):
         make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, long_pairs="cut")
     with pytest.raises(
@@ -114,7 +114,9 @@ def test_long_pairs_dropped_across_tokenizer_batches_match_python():
     rng = np.random.default_rng(0)
     pairs = [("a" * int(n), "x" * int(m)) for n, m in rng.integers(1, 9, size=(2500, 2))]
     kept = [(s, t) for s, t in pairs if len(s) + 2 <= 7 and len(t) + 2 <= 7]
-    dataset = make_translation_dataset(_pairs(pairs), SOURCE, TARGET, batch_size=4096, max_length=7)
+    dataset = make_translation_dataset(
+        _pairs(pairs), SOURCE, TARGET, batch_size=4096, sequence_length=7
+    )
     ((inputs, labels),) = list(dataset.as_numpy_iterator())
     assert len(labels) == len(kept) < len(pairs)
     np.testing.assert_array_equal(
@@ -127,18 +129,18 @@ def test_long_pairs_dropped_across_tokenizer_batches_match_python():
 def test_every_pair_dropped_is_an_error(cache):
     pairs = _pairs([("aaaa", "x"), ("a", "xyzxyz"), ("aaaaa", "xxxxx")])
     dataset = make_translation_dataset(
-        pairs, SOURCE, TARGET, batch_size=2, max_length=4, cache=cache
+        pairs, SOURCE, TARGET, batch_size=2, sequence_length=4, cache=cache
     )
     message = (
         r"No pair is left: `pairs` is empty, or every pair has a source or target "
-        r"longer than max_length=4 ids .*`long_pairs` is drop"
+        r"longer than sequence_length=4 ids .*`long_pairs` is drop"
     )
     for _ in range(2):  # every pass, cached or not
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             list(dataset.as_numpy_iterator())
     # "clip" keeps them all.
     clipped = make_translation_dataset(
-        pairs, SOURCE, TARGET, batch_size=8, max_length=4, long_pairs="clip"
+        pairs, SOURCE, TARGET, batch_size=8, sequence_length=4, long_pairs="clip"
     )
     assert sum(len(labels) for _, labels in clipped.as_numpy_iterator()) == 3
 
@@ -270,5 +272,5 @@ def test_more_bad_arguments():
     dicts = tf.data.Dataset.from_tensor_slices({"en": ["a"], "es": ["x"]})
     with pytest.raises(ValueError, match=r"`keys`.*Received: keys='en'"):
         make_translation_dataset(dicts, SOURCE, TARGET, batch_size=1, keys="en")
-    with pytest.raises(ValueError, match=r"`max_length`.*Received: max_length=inf"):
-        make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, max_length=float("inf"))
+    with pytest.raises(ValueError, match=r"`sequence_length`.*Received: sequence_length=inf"):
+        make_translation_dataset(pairs, SOURCE, TARGET, batch_size=1, sequence_length=float("inf"))

@@ -58,8 +58,10 @@ def test_cardinality_is_the_counted_number_of_batches(batch_size, boundaries, sh
 
 
 def test_cardinality_counts_only_the_pairs_kept():
-    # max_length=6 drops the sources of 5, 7, 9, 10 and 12 characters (7 of the 13 pairs).
-    dataset = make_translation_dataset(_pairs(_LENGTHS), SOURCE, TARGET, batch_size=3, max_length=6)
+    # sequence_length=6 drops the sources of 5, 7, 9, 10 and 12 characters (7 of the 13 pairs).
+    dataset = make_translation_dataset(
+        _pairs(_LENGTHS), SOURCE, TARGET, batch_size=3, sequence_length=6
+    )
     kept = [n for n in _LENGTHS if n + 2 <= 6]
     assert len(kept) == 6
     assert int(dataset.cardinality()) == math.ceil(len(kept) / 3) == _counted(dataset)

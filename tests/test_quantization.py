@@ -27,7 +27,7 @@ from tests.generation_fixtures import recompute_sample
 pytestmark = pytest.mark.backend_neutral
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "int8_reversal"
-MAX_LENGTH = 10  # as in make_int8_fixture.py
+MAX_NEW_TOKENS = 10  # as in make_int8_fixture.py
 # The agreement docs/quantization.md promises on this fixture.
 DOCUMENTED_AGREEMENT = 0.99
 SIZES = {"num_layers": 1, "model_dim": 16, "num_heads": 2, "intermediate_dim": 32}
@@ -59,7 +59,7 @@ def test_int8_greedy_agrees_with_float32_on_the_trained_fixture(stored, int8_mod
     float_greedy = stored["float32_greedy"]
     # The comparison is on a trained model: float32 reverses the test rows.
     assert (float_greedy[:, : target.shape[1]] == target).all(axis=1).mean() >= 0.95
-    int8_greedy = Generator(int8_model, max_length=MAX_LENGTH).generate(stored["source"])
+    int8_greedy = Generator(int8_model, max_new_tokens=MAX_NEW_TOKENS).generate(stored["source"])
     assert _agreement(float_greedy, int8_greedy) >= DOCUMENTED_AGREEMENT
     assert (int8_greedy[:, : target.shape[1]] == target).all(axis=1).mean() >= 0.95
     # Every kernel and token table is int8.
@@ -88,8 +88,8 @@ def test_int8_generation_equals_the_full_int8_model(stored, int8_model):
 )
 def test_int8_generation_with_xla_equals_eager(stored, int8_model):
     rows = stored["source"][:4]
-    eager = Generator(int8_model, max_length=MAX_LENGTH).generate(rows)
-    xla = Generator(int8_model, max_length=MAX_LENGTH, jit_compile=True).generate(rows)
+    eager = Generator(int8_model, max_new_tokens=MAX_NEW_TOKENS).generate(rows)
+    xla = Generator(int8_model, max_new_tokens=MAX_NEW_TOKENS, jit_compile=True).generate(rows)
     np.testing.assert_array_equal(xla, eager)
 
 

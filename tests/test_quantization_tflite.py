@@ -22,7 +22,7 @@ from keras_transformer_layers.tokens import END_ID
 from keras_transformer_layers.tokens import START_ID
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "int8_reversal"
-MAX_LENGTH = 10  # as in make_int8_fixture.py
+MAX_NEW_TOKENS = 10  # as in make_int8_fixture.py
 # The agreement docs/quantization.md promises on this fixture.
 DOCUMENTED_AGREEMENT = 0.99
 # The converter leaves constant tensors of fewer elements in float32.
@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
     with np.load(FIXTURE.with_suffix(".npz")) as data:
         stored = dict(data)
     model = keras.models.load_model(FIXTURE.with_suffix(".keras"))
-    generator = Generator(model, max_length=MAX_LENGTH)
+    generator = Generator(model, max_new_tokens=MAX_NEW_TOKENS)
     batch_size, source_len = stored["source"].shape
     loop = export_generation_tflite(
         generator,
@@ -112,8 +112,8 @@ def test_int8_decode_step_pair_agrees_with_float32(exported):
     batch_size = len(stored["source"])
     tokens = np.full((batch_size, 1), START_ID, "int32")
     finished = np.zeros(batch_size, bool)
-    greedy = np.zeros((batch_size, MAX_LENGTH), "int32")
-    for index in range(MAX_LENGTH):
+    greedy = np.zeros((batch_size, MAX_NEW_TOKENS), "int32")
+    for index in range(MAX_NEW_TOKENS):
         outputs = step(token_ids=tokens, index=np.int32(index), self_attention_cache=cache, **state)
         cache = outputs["self_attention_cache"]
         chosen = np.where(finished, 0, outputs["logits"].argmax(-1)).astype("int32")
@@ -129,7 +129,7 @@ def test_int8_decode_step_pair_agrees_with_float32(exported):
 
 @pytest.mark.parametrize("exporter", [export_generation_tflite, export_decode_step_tflite])
 def test_unknown_quantization_is_a_value_error(exporter, exported, tmp_path):
-    generator = Generator(exported["model"], max_length=MAX_LENGTH)
+    generator = Generator(exported["model"], max_new_tokens=MAX_NEW_TOKENS)
     with pytest.raises(ValueError, match=r"`quantization` must be None .*quantization='int8'"):
         exporter(generator, tmp_path / "out.tflite", quantization="int8")
     assert not (tmp_path / "out.tflite").exists()

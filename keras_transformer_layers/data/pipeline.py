@@ -49,10 +49,12 @@ def _vocabulary_size(name, value, tokenizer_name, tokenizer):
     return value
 
 
-def _drop_long_pairs(source, target, max_length):
-    """Keeps the pairs of a tokenized batch that fit in `max_length` ids."""
+def _drop_long_pairs(source, target, sequence_length):
+    """Keeps the pairs of a tokenized batch that fit in `sequence_length` ids."""
     # + 2 for the [START] and [END] ids added later.
-    keep = (source.row_lengths() + 2 <= max_length) & (target.row_lengths() + 2 <= max_length)
+    keep = (source.row_lengths() + 2 <= sequence_length) & (
+        target.row_lengths() + 2 <= sequence_length
+    )
     return tf.ragged.boolean_mask(source, keep), tf.ragged.boolean_mask(target, keep)
 
 
@@ -110,7 +112,7 @@ def make_translation_dataset(
     source_tokenizer,
     target_tokenizer,
     batch_size,
-    max_length=None,
+    sequence_length=None,
     long_pairs="drop",
     keys=None,
     bucket_boundaries=None,
@@ -123,7 +125,7 @@ def make_translation_dataset(
     """Turns `(source, target)` strings into batches for teacher forcing.
 
     Steps, in order: tokenize both sides (in batches of 1024, in the graph);
-    add `[START]` and `[END]`; drop or clip pairs longer than `max_length`;
+    add `[START]` and `[END]`; drop or clip pairs longer than `sequence_length`;
     shift the target; cache the token ids in memory (and count the batches,
     below); shuffle; batch with padding id 0 (one padded batch, or per length
     bucket); check the batches (below); prefetch.
@@ -144,12 +146,12 @@ def make_translation_dataset(
             `tokenize`, for the source side.
         target_tokenizer: the same for the target side.
         batch_size: positive int, pairs per batch.
-        max_length: optional int >= 3, the longest source and the longest
+        sequence_length: optional int >= 3, the longest source and the longest
             target sequence kept, `[START]` and `[END]` included. Defaults to
             `None` (no limit).
         long_pairs: `"drop"` removes a pair whose source or target is longer
-            than `max_length`; `"clip"` truncates the over-long side to
-            `max_length` ids, which cuts off its `[END]`, so the model is never
+            than `sequence_length`; `"clip"` truncates the over-long side to
+            `sequence_length` ids, which cuts off its `[END]`, so the model is never
             taught to stop early. Defaults to `"drop"`.
         keys: optional `(source_key, target_key)` for dict elements, such as
             `("en", "es")`. Defaults to `None` (tuple elements).
@@ -197,7 +199,7 @@ def make_translation_dataset(
     ```python
     train = make_translation_dataset(
         pairs, source_tokenizer, target_tokenizer, batch_size=64,
-        max_length=40, shuffle_buffer_size=10_000, seed=0)
+        sequence_length=40, shuffle_buffer_size=10_000, seed=0)
     model.fit(train, epochs=10)
     ```
 
@@ -211,12 +213,14 @@ def make_translation_dataset(
             f"Received: pairs={pairs!r}"
         )
     _validation.check_positive_int("batch_size", batch_size)
-    if max_length is not None and (
-        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, int)
+        or sequence_length < 3
     ):
         raise ValueError(
-            "`max_length` must be an integer >= 3 ([START], one token, [END]) or "
-            f"None. Received: max_length={max_length!r}"
+            "`sequence_length` must be an integer >= 3 ([START], one token, [END]) or "
+            f"None. Received: sequence_length={sequence_length!r}"
         )
     if not isinstance(long_pairs, str) or long_pairs not in _LONG_PAIRS:
         raise ValueError(
@@ -276,8 +280,8 @@ def make_translation_dataset(
         source_ids = _as_ragged(source_tokenizer.tokenize(source))
         target_ids = _as_ragged(target_tokenizer.tokenize(target))
         source_ids, target_ids = tf.cast(source_ids, tf.int32), tf.cast(target_ids, tf.int32)
-        if max_length is not None and long_pairs == "drop":
-            source_ids, target_ids = _drop_long_pairs(source_ids, target_ids, max_length)
+        if sequence_length is not None and long_pairs == "drop":
+            source_ids, target_ids = _drop_long_pairs(source_ids, target_ids, sequence_length)
         return source_ids, target_ids
 
     dataset = pairs.batch(1024).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
@@ -286,8 +290,8 @@ def make_translation_dataset(
         lambda s, t: (_with_start_end(s), _with_start_end(t)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    if max_length is not None and long_pairs == "clip":
-        dataset = dataset.map(lambda s, t: (s[:max_length], t[:max_length]))
+    if sequence_length is not None and long_pairs == "clip":
+        dataset = dataset.map(lambda s, t: (s[:sequence_length], t[:sequence_length]))
     # Shift before padding, so the decoder input and the label of a pair have
     # the same length and padding positions (no [END] is ever read as input).
     dataset = dataset.map(lambda s, t: (s, t[:-1], t[1:]), num_parallel_calls=tf.data.AUTOTUNE)
@@ -318,11 +322,11 @@ def make_translation_dataset(
         return {"encoder_inputs": source, "decoder_inputs": target_in}, target_out
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-    if max_length is not None and long_pairs == "drop":
+    if sequence_length is not None and long_pairs == "drop":
         empty_message = (
             "No pair is left: `pairs` is empty, or every pair has a source or target "
-            f"longer than max_length={max_length} ids ([START] and [END] included) and "
-            "`long_pairs` is drop, which removes them. Raise `max_length`, or set "
+            f"longer than sequence_length={sequence_length} ids ([START] and [END] included) and "
+            "`long_pairs` is drop, which removes them. Raise `sequence_length`, or set "
             "`long_pairs` to clip."
         )
     else:

@@ -27,10 +27,16 @@ replaces anything.
 
 Inputs are checked in every runtime: ids outside the vocabulary, a source
 longer than a learned position table, a prompt with an empty row or as long
-as `max_length`, and a step `index` outside the cache raise
-`InvalidArgumentError` in the SavedModel (graph asserts) and make a TFLite
-`invoke` raise `RuntimeError` (TFLite drops asserts, but its `GATHER`
-refuses out-of-range indices), never a silent clamp.
+as `max_length`, a step `index` outside the cache and a padding id fed to a
+step raise `InvalidArgumentError` in the SavedModel (graph asserts) and make
+a TFLite `invoke` raise `RuntimeError` (TFLite drops asserts, but its
+`GATHER` refuses out-of-range indices), never a silent clamp.
+
+The model's caches are tuples of one tensor per decoder block; the step
+signatures take and return each as one tensor stacked on axis 1
+(`self_attention_cache` `(batch, num_layers, 2, max_length, heads,
+key_dim)`, `cross_attention_cache` likewise over the source), and split
+them again before calling the model.
 """
 
 import os
@@ -44,6 +50,7 @@ from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import tflite
 from keras_transformer_layers.export import verify
 from keras_transformer_layers.generation import Generator
+from keras_transformer_layers.layers import decode_step
 
 GENERATE_SIGNATURE = "generate"
 ENCODE_SIGNATURE = "encode"
@@ -113,15 +120,13 @@ def export_seed(generator):
 def _fail_closed(ids, ok, message, *data):
     """`ids`, after a check of `ok` that fails in every runtime.
 
-    The SavedModel runs the assert. TFLite drops asserts, so `ok` also picks
-    the row of a one-row table that `ids` is shifted by: row 1 does not
-    exist, and `GATHER` makes `invoke` raise instead of running on.
+    The SavedModel runs the assert, with `message`. TFLite drops asserts, so
+    `ids` also goes through the decoder's guard (`decode_step.fail_closed`),
+    whose failing lookup makes `invoke` raise instead of running on.
     """
     check = tf.debugging.Assert(ok, [message, *data])
     with tf.control_dependencies([check]):
-        row = tf.cast(tf.logical_not(ok), tf.int32)
-        zero = tf.gather(tf.zeros([1], ids.dtype), row)
-    return ids + zero
+        return decode_step.fail_closed(ids, ok)
 
 
 def _checked_inputs(generator, ids):
@@ -131,7 +136,7 @@ def _checked_inputs(generator, ids):
     if spec.is_encoder_decoder:
         # The encoder's embedding GATHER refuses bad ids and lengths in TFLite.
         return saved_model.check_token_ids(
-            name, ids, spec.source_vocabulary_size, max_length=spec.max_source_length
+            name, ids, spec.source_vocabulary_size, table_length=spec.max_source_length
         )
     # As `Generator.check_inputs`: rows of at least one token, right-padded,
     # shorter than `max_length`; the decoder embedding refuses bad ids.
@@ -166,18 +171,15 @@ def _checked_inputs(generator, ids):
 def _checked_index(index, max_length):
     """The cache position `index`, checked to lie in `[0, max_length)`.
 
-    The SavedModel runs the asserts; TFLite drops them, so the index is also
-    read through a gather, whose bounds check makes `invoke` fail instead.
+    The SavedModel runs the assert (with this message); the decoder's own
+    guard makes the step fail in TFLite too.
     """
-    message = f"`index` must be in [0, {max_length})"
-    checks = [
-        tf.debugging.assert_non_negative(index, message=message),
-        tf.debugging.assert_less(index, max_length, message=message),
-    ]
-    with tf.control_dependencies(checks):
-        # A negative index is sent past the end, where the gather fails.
-        index = tf.where(index < 0, max_length, index)
-    return tf.gather(tf.range(max_length), index)
+    return _fail_closed(
+        index,
+        tf.logical_and(index >= 0, index < max_length),
+        f"`index` must be in [0, {max_length}). Received: index=",
+        index,
+    )
 
 
 def _generate_function(generator, shape):
@@ -195,6 +197,25 @@ def _generate_function(generator, shape):
     )
 
 
+def _stacked(value):
+    """A per-block tuple of the decoding state as one signature tensor, stacked on axis 1.
+
+    The model's caches are tuples of one tensor per decoder block; a
+    signature takes and returns named tensors, so the step signatures stack
+    them here, at their boundary, and `_per_block` splits them again.
+    """
+    if isinstance(value, (list, tuple)):
+        return tf.stack(value, axis=1)  # (batch, layers, ...)
+    return value
+
+
+def _per_block(value, template):
+    """The signature tensor `value` in the form of `template` (a per-block tuple or a tensor)."""
+    if isinstance(template, (list, tuple)):
+        return tuple(tf.unstack(value, num=len(template), axis=1))
+    return value
+
+
 def _step_functions(generator, batch_size, source_len):
     """`{"encode": ..., "decode_step": ...}` (`encode` for encoder-decoder models).
 
@@ -204,8 +225,10 @@ def _step_functions(generator, batch_size, source_len):
     model = generator.model
     spec = generator.spec
     max_length = generator.max_length
-    cache = _stacked(model.initial_cache(1, max_length))  # (1, layers, 2, max_length, h, d)
+    cache_template = model.initial_cache(1, max_length)
+    cache = _stacked(cache_template)  # (1, layers, 2, max_length, h, d)
     state_specs = []
+    state_templates = {}
     boolean_state = set()
     functions = {}
     if spec.is_encoder_decoder:
@@ -217,6 +240,8 @@ def _step_functions(generator, batch_size, source_len):
             state = model.call_encoder(_checked_inputs(generator, source_ids))
             outputs = {}
             for name, value in state.items():
+                state_templates[name] = value
+                value = _stacked(value)
                 if value.dtype == tf.bool:
                     # Serving and TFLite callers feed int32 more easily.
                     boolean_state.add(name)
@@ -247,32 +272,23 @@ def _step_functions(generator, batch_size, source_len):
     )
     def decode_step(token_ids, index, self_attention_cache, *state_values):
         token_ids = saved_model.check_token_ids("token_ids", token_ids, spec.target_vocabulary_size)
-        state = {
-            state_spec.name: tf.cast(value, tf.bool) if state_spec.name in boolean_state else value
-            for state_spec, value in zip(state_specs, state_values, strict=True)
-        }
+        state = {}
+        for state_spec, value in zip(state_specs, state_values, strict=True):
+            if state_spec.name in boolean_state:
+                value = tf.cast(value, tf.bool)
+            state[state_spec.name] = _per_block(value, state_templates[state_spec.name])
         logits, self_attention_cache = model.call_decoder_with_cache(
-            token_ids, _checked_index(index, max_length), self_attention_cache, state
+            token_ids,
+            _checked_index(index, max_length),
+            _per_block(self_attention_cache, cache_template),
+            state,
         )
         # As in `generate`: padding and start ids are never the next token.
         logits = generator.exclude_special_ids(logits[:, -1, :])  # (batch, logits_size)
-        return {"logits": logits, "self_attention_cache": self_attention_cache}
+        return {"logits": logits, "self_attention_cache": _stacked(self_attention_cache)}
 
     functions[DECODE_STEP_SIGNATURE] = decode_step
     return functions
-
-
-def _stacked(cache):
-    """The self-attention cache as the one tensor the step signatures pass around.
-
-    The models' interface gives one cache tensor per decoder block (a tuple,
-    which the `generate` loop updates in place); a step called from outside
-    takes them stacked on axis 1, which `call_decoder_with_cache` accepts too
-    and returns as it was given.
-    """
-    if isinstance(cache, (list, tuple)):
-        return tf.stack(cache, axis=1)  # (batch, layers, 2, max_length, heads, key_dim)
-    return cache
 
 
 def _module(functions):
@@ -365,15 +381,17 @@ def export_generation_saved_model(
 
     - `serving_default`: `source_ids` (encoder-decoder) or `prompt_ids`
       (decoder-only), int32 `(batch, length)` with any batch and length, to
-      `token_ids` int32 `(batch, max_length)` and `scores` float32
-      `(batch,)`, exactly as `Generator.generate` returns them, the whole
+      `token_ids` int32 (encoder-decoder `(batch, max_new_tokens)`,
+      decoder-only `(batch, max_length)`) and `scores` float32 `(batch,)`,
+      exactly as `Generator.generate` returns them, the whole
       loop in one `WHILE`. A sampling generator uses its strategy's seed
       (or 0).
     - `encode` (encoder-decoder only): `source_ids` to the encoder state
       (`source_mask` as int32 and `cross_attention_cache`) and a zero
       `self_attention_cache`.
     - `decode_step`: `token_ids` `(batch, 1)`, `index` in
-      `[0, max_length)`, `self_attention_cache` (a decoder-only model
+      `[0, max_length)` (the generator's `max_length`, the cache slots),
+      `self_attention_cache` (a decoder-only model
       starts from zeros of the input's shape) and the encoder state, to the
       next-token `logits` `(batch, logits_size)` and the updated
       `self_attention_cache`, with no control flow. A decoder-only caller
@@ -484,7 +502,8 @@ def export_generation_tflite(
     standalone LiteRT interpreter (`ai-edge-litert`) runs it. The model
     takes `source_ids` (encoder-decoder) or `prompt_ids` (decoder-only),
     int32 `(batch_size, input_len)`, and returns `token_ids` int32
-    `(batch_size, max_length)` and `scores` float32 `(batch_size,)`, as
+    (encoder-decoder `(batch_size, max_new_tokens)`, decoder-only
+    `(batch_size, max_length)`) and `scores` float32 `(batch_size,)`, as
     `Generator.generate` does. With `input_len=None` resize the input (the
     signature runner does it for you). A sampling generator uses its
     strategy's seed (or 0). The weights are frozen into the file.

@@ -39,11 +39,11 @@ def _input_specs(model):
 
 
 def token_id_limits(model):
-    """`{input name: (vocabulary_size, max_length)}` for inputs read by embeddings.
+    """`{input name: (vocabulary_size, table_length)}` for inputs read by embeddings.
 
     `vocabulary_size` is the smallest table of the `PositionalEmbedding` or
     `keras.layers.Embedding` layers that read the input directly;
-    `max_length` the smallest learned position table among them, or `None`.
+    `table_length` the smallest learned position table among them, or `None`.
     """
     from keras_transformer_layers.layers.positional import PositionalEmbedding
 
@@ -71,11 +71,11 @@ def token_id_limits(model):
     return limits
 
 
-def check_token_ids(name, ids, vocabulary_size, max_length=None):
+def check_token_ids(name, ids, vocabulary_size, table_length=None):
     """`ids` after graph asserts that they fit the embedding tables.
 
     The asserts run wherever the SavedModel runs, with TensorFlow alone:
-    ids outside `[0, vocabulary_size)` and, with `max_length`, sequences
+    ids outside `[0, vocabulary_size)` and, with `table_length`, sequences
     longer than a learned position table raise `InvalidArgumentError`
     naming `name`, instead of reading another row of the table.
     """
@@ -95,13 +95,13 @@ def check_token_ids(name, ids, vocabulary_size, max_length=None):
             ],
         )
     ]
-    if max_length is not None:
+    if table_length is not None:
         length = tf.shape(ids)[-1]
         checks.append(
             tf.debugging.Assert(
-                length <= max_length,
+                length <= table_length,
                 [
-                    f"`{name}` must be at most {max_length} tokens long (the "
+                    f"`{name}` must be at most {table_length} tokens long (the "
                     f"learned position table). Received: {name} of length",
                     length,
                 ],
@@ -178,6 +178,10 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
         the model has no such input or layer. Ids are checked like in
         `forward_function`.
 
+    Raises:
+        ValueError: if the encoder layer was first called in another model
+            (its output is not connected to `model`'s input).
+
     Example:
 
     ```python
@@ -189,7 +193,18 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
     layer_names = {layer.name for layer in model.layers}
     if len(source) != 1 or encoder_layer not in layer_names:
         return None
-    encoder = keras.Model(source[0], model.get_layer(encoder_layer).output, name="encoder_only")
+    try:
+        encoder = keras.Model(source[0], model.get_layer(encoder_layer).output, name="encoder_only")
+    except ValueError:
+        # Keras records the output of a layer's first call: from another model,
+        # it is not connected to this model's input.
+        raise ValueError(
+            f"The `{ENCODER_SIGNATURE}` signature needs the output of the layer "
+            f"`{encoder_layer}` in `model`, but that layer was first called in another "
+            f"model, whose output is not connected to `model`'s `{encoder_input}`. Build "
+            "`model` from layers called only in it, or export the model they were first "
+            f"called in. Received: model={model.name!r}"
+        ) from None
     spec = tf.TensorSpec(source[0].shape, source[0].dtype, name=encoder_input)
     limits = token_id_limits(model).get(encoder_input)
 
@@ -257,7 +272,8 @@ def export_saved_model(
 
     Raises:
         ValueError: a bad argument (`path` exists without `overwrite=True`,
-            a reserved signature name, a model without inputs).
+            a reserved signature name, a model without inputs, an `encoder`
+            layer first called in another model).
         OSError: the artifact cannot be written (read-only or full disk);
             `path` is left as it was.
 

@@ -44,7 +44,7 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
     Returns:
         An `ExportSignature` for `export_saved_model(text_translator=...)`: its
         function maps `text`, a string tensor `(batch,)`, to
-        `{"translation": strings (batch,), "token_ids": int32 (batch, max_length)}`.
+        `{"translation": strings (batch,), "token_ids": int32 (batch, max_new_tokens)}`.
 
     Raises:
         ValueError: `generator` is not a `Generator` of an encoder-decoder
@@ -53,7 +53,7 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
     Example:
 
     ```python
-    generator = Generator(model, max_length=12)
+    generator = Generator(model, max_new_tokens=12)
     translator = text_translation_function(generator, source_tokenizer, target_tokenizer)
     export_saved_model(model, "/tmp/sm", text_translator=translator)
     loaded = tf.saved_model.load("/tmp/sm")
@@ -85,7 +85,7 @@ def text_translation_function(generator, source_tokenizer, target_tokenizer):
         )
         token_ids, _ = generator.generate_tensors(
             source_ids, tf.constant(seed, tf.int32)
-        )  # (batch, max_length)
+        )  # (batch, max_new_tokens)
         return {"translation": target_tokenizer.detokenize(token_ids), "token_ids": token_ids}
 
     return ExportSignature(

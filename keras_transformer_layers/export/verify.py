@@ -8,6 +8,20 @@ import numpy as np
 from keras_transformer_layers.export import _io
 
 
+def _check_id_inputs(model, inputs):
+    """Integer model inputs must be given integers: a float id would be truncated."""
+    for tensor in keras.tree.flatten(model.input):
+        name = tensor.name.split(":")[0]
+        if name not in inputs or not keras.backend.is_int_dtype(tensor.dtype):
+            continue
+        dtype = np.asarray(inputs[name]).dtype
+        if dtype.kind not in "iu":
+            raise ValueError(
+                f"`{name}` must be an integer array of token ids (a float id would be "
+                f"truncated). Received: {name}.dtype={dtype}"
+            )
+
+
 def _reference_outputs(model, inputs):
     from keras_transformer_layers.export import saved_model
 
@@ -91,7 +105,9 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
             than the forward pass (e.g. a generation signature) a callable
             taking the same keyword inputs and returning a dict of outputs.
         inputs: dict from input name to NumPy array (or one array for a
-            single-input model). Arrays are cast to the artifact's dtypes.
+            single-input model). Arrays are cast to the artifact's dtypes;
+            the integer inputs of a `keras.Model` (token ids) must be given
+            integer arrays.
         signature: optional signature name. Defaults to `"forward"` for a
             SavedModel that has it (else `"serving_default"`), and the first
             signature of a `.tflite` file.
@@ -109,7 +125,7 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
     Raises:
         ModuleNotFoundError: `artifact` is a `.tflite` file and
             `ai-edge-litert` is not installed.
-        ValueError: a bad argument.
+        ValueError: a bad argument, e.g. float ids for an integer input.
 
     Example:
 
@@ -128,6 +144,8 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
                 "`inputs` must be a dict from input name to array. "
                 f"Received: inputs={type(inputs).__name__}"
             )
+    if isinstance(model, keras.Model):
+        _check_id_inputs(model, inputs)
     if os.path.isdir(artifact):
         exported = _saved_model_outputs(artifact, inputs, signature)
     elif artifact.endswith(".tflite") and os.path.isfile(artifact):

@@ -81,13 +81,21 @@ class Generator:
     scores; beam search only branches after the prompt.
 
     Decoding never emits `pad_id` or `start_id`: their logits are excluded
-    in every strategy (`exclude_special_ids`). The full model masks a
-    padding id inside the target, which a key/value cache cannot do once
-    the position is written, and the start id only begins a sequence; so
-    every prefix the generator produces gives the same logits as running
+    in every strategy (`exclude_special_ids`): a generated padding id would
+    be a hole the model masks, and the start id only begins a sequence.
+    Every prefix the generator produces gives the same logits as running
     the full model on it. Scores stay the model's own log-probabilities.
     Each row stops at `end_id`: the end token is written, then `pad_id` up
     to `max_length`.
+
+    Lengths: `max_length` is the number of decoder positions of a decoded
+    sequence, the start token (encoder-decoder) or the prompt (decoder-only)
+    included; it is also the number of self-attention cache slots
+    (`model.initial_cache(batch_size, max_length)`), as in keras-hub's
+    `generate(max_length=...)`. An encoder-decoder model generates
+    `max_new_tokens = max_length - 1` tokens after its start token (the end
+    token included); give either. A decoder-only model's prompts differ in
+    length, so it takes `max_length`, the length of the returned sequences.
 
     Args:
         model: a model with the decoding interface (see above).
@@ -95,11 +103,16 @@ class Generator:
             `Sampling(...)`) or one of the strings `"greedy"`,
             `"beam_search"`, `"sampling"` (default settings). Defaults to
             `"greedy"`.
-        max_length: positive int. Encoder-decoder: the maximum number of
-            generated tokens (end token included). Decoder-only: the length
-            of the returned sequences, prompt included (at least 2, and
-            longer than every prompt). With a learned decoder position table,
-            at most its length. Defaults to `32`.
+        max_length: int at least 2, or `None`: the decoder positions of a
+            decoded sequence, the start token or the prompt included (and the
+            cache slots). Decoder-only: the length of the returned sequences,
+            longer than every prompt. With a learned decoder position table,
+            at most its length. Defaults to `None`: `max_new_tokens + 1` when
+            that is given, else `32`.
+        max_new_tokens: positive int or `None`, encoder-decoder models only:
+            the most tokens generated after the start token, the end token
+            included; the same as `max_length=max_new_tokens + 1`. Give
+            `max_length` or `max_new_tokens`, not both. Defaults to `None`.
         start_id: int, the id fed at the first step of an encoder-decoder
             model, in the decoder's vocabulary and different from `pad_id`;
             never emitted. Defaults to `tokens.START_ID` (2).
@@ -145,14 +158,14 @@ class Generator:
             Defaults to `None`.
 
     Returns:
-        `generate` returns an int32 NumPy array `(batch, max_length)`:
-        encoder-decoder, the generated ids (no start token; end token, then
-        padding); decoder-only, the whole sequences (the prompt, the
-        continuation, end token, then padding). With `return_scores=True`
-        also float32 `(batch,)`: the summed log-probability of the generated
-        tokens under the model (end token included, prompt excluded,
-        temperature and filtering not applied), divided by the length
-        penalty for beam search.
+        `generate` returns an int32 NumPy array: encoder-decoder,
+        `(batch, max_new_tokens)`, the generated ids (no start token; end
+        token, then padding); decoder-only, `(batch, max_length)`, the whole
+        sequences (the prompt, the continuation, end token, then padding).
+        With `return_scores=True` also float32 `(batch,)`: the summed
+        log-probability of the generated tokens under the model (end token
+        included, prompt excluded, temperature and filtering not applied),
+        divided by the length penalty for beam search.
 
     Raises:
         ValueError: at construction, for a model without the interface, a
@@ -178,6 +191,8 @@ class Generator:
     ...     model, strategy="greedy", max_length=6)
     >>> generator.generate(np.array([[4, 5, 0], [6, 7, 8]])).shape
     (2, 6)
+    >>> generator.max_new_tokens  # what a one-token prompt gets
+    5
 
     Reference:
         Vaswani et al., "Attention Is All You Need", 2017, section 6.1;
@@ -188,7 +203,8 @@ class Generator:
         self,
         model,
         strategy="greedy",
-        max_length=32,
+        max_length=None,
+        max_new_tokens=None,
         start_id=START_ID,
         end_id=END_ID,
         pad_id=PADDING_ID,
@@ -205,11 +221,10 @@ class Generator:
                 f"decoder=..., logits=...)`. Received: model={model!r}"
             )
         self.strategy = strategies.get(strategy)
-        _validation.check_positive_int("max_length", max_length)
         _validation.check_bool("jit_compile", jit_compile)
         self.model = model
         self.spec = model.decoding_spec
-        self.max_length = max_length
+        self.max_length = self._resolve_max_length(max_length, max_new_tokens)
         self.start_id = start_id
         self.end_id = end_id
         self.pad_id = pad_id
@@ -229,6 +244,45 @@ class Generator:
         (PyTorch) every batch counts. `length_buckets` bounds it.
         """
         return self._tracing_count
+
+    @property
+    def max_new_tokens(self):
+        """The most tokens a row gets, the end token included: `max_length - 1`.
+
+        Encoder-decoder: the width of `generate`'s result. Decoder-only: what
+        a one-token prompt gets; a longer prompt leaves fewer.
+        """
+        return self.max_length - 1
+
+    def _resolve_max_length(self, max_length, max_new_tokens):
+        """`max_length` from the one of `max_length` and `max_new_tokens` given."""
+        if max_length is not None and max_new_tokens is not None:
+            raise ValueError(
+                "Give `max_length` (the decoder positions, the start token included) or "
+                "`max_new_tokens` (the generated tokens): for an encoder-decoder model, "
+                "`max_length = max_new_tokens + 1`. Received: "
+                f"max_length={max_length!r}, max_new_tokens={max_new_tokens!r}"
+            )
+        if max_new_tokens is not None:
+            _validation.check_positive_int("max_new_tokens", max_new_tokens)
+            if not self.spec.is_encoder_decoder:
+                raise ValueError(
+                    "`max_new_tokens` is for encoder-decoder models: a decoder-only model's "
+                    "prompts differ in length and share one sequence buffer, so it takes "
+                    "`max_length`, the length of the returned sequences, prompt included. "
+                    f"Received: max_new_tokens={max_new_tokens!r}"
+                )
+            return max_new_tokens + 1
+        if max_length is None:
+            return 32
+        _validation.check_positive_int("max_length", max_length)
+        if max_length < 2:
+            raise ValueError(
+                "`max_length` must be at least 2: a decoded sequence holds the start token "
+                "or a prompt of at least one token, and at least one generated token. "
+                f"Received: max_length={max_length!r}"
+            )
+        return max_length
 
     def _traced(self, inputs, seed):
         # Python code of a traced function runs once per trace.
@@ -269,28 +323,22 @@ class Generator:
                     f"never emits. Received: end_id={self.end_id!r}, "
                     f"pad_id={self.pad_id!r}, start_id={self.start_id!r}"
                 )
-        if not spec.is_encoder_decoder and self.max_length < 2:
-            raise ValueError(
-                "`max_length` must be at least 2 for a decoder-only model: the returned "
-                "sequences hold the prompt (at least one token) and at least one "
-                f"generated token. Received: max_length={self.max_length!r}"
-            )
-        # Decoding never emits padding (the cache cannot mask a position once
-        # written, the full model would) nor the start token.
+        # Decoding never emits padding (a hole the model masks) nor the start
+        # token.
         self._forbidden = np.isin(np.arange(width), [self.pad_id, self.start_id])
         self._check_length_buckets()
         self.strategy.check_generation_settings(
-            self.max_length, width, width - int(self._forbidden.sum())
+            self.max_new_tokens, width, width - int(self._forbidden.sum())
         )
-        # The last token is never fed back: the decoder sees at most
-        # max_length positions (encoder-decoder: the start token and all but
-        # the last generated token; decoder-only: all but the last token).
+        # Every position of a decoded sequence has a cache slot and a row of
+        # the position table (the last token is never fed back by `generate`,
+        # but an exported decoder step may be run on it).
         table = spec.max_target_length
         if table is not None and self.max_length > table:
             included = "the start token" if spec.is_encoder_decoder else "the prompt"
             raise ValueError(
                 "`max_length` must be at most the decoder's learned position table "
-                f"({table} positions, {included} included). "
+                f"({table} positions, {included} included; `max_new_tokens` is one less). "
                 f"Received: max_length={self.max_length!r}"
             )
 
@@ -507,24 +555,25 @@ class Generator:
             seed: int32 scalar tensor, the sampling seed.
 
         Returns:
-            `(token_ids, scores)`: int32 `(batch, max_length)`, float32
+            `(token_ids, scores)`: int32 `(batch, max_new_tokens)`
+            (encoder-decoder) or `(batch, max_length)` (decoder-only), float32
             `(batch,)`.
         """
         inputs = ops.convert_to_tensor(inputs, "int32")
         batch_size = ops.shape(inputs)[0]
         if self.spec.is_encoder_decoder:
             context = self.model.call_encoder(inputs)
-            tokens = ops.full((batch_size, self.max_length + 1), self.pad_id, "int32")
+            tokens = ops.full((batch_size, self.max_length), self.pad_id, "int32")
             start = ops.full((batch_size, 1), self.start_id, "int32")
-            tokens = ops.slice_update(tokens, (0, 0), start)  # (batch, max_length + 1)
+            tokens = ops.slice_update(tokens, (0, 0), start)  # (batch, max_length)
             prompt_lengths = ops.ones((batch_size,), "int32")
         else:
             context = {}
             tokens = ops.full((batch_size, self.max_length), self.pad_id, "int32")
             tokens = ops.slice_update(tokens, (0, 0), inputs)  # (batch, max_length)
             prompt_lengths = ops.sum(ops.cast(inputs != self.pad_id, "int32"), axis=1)
-        # Every position but the last is fed once.
-        cache = self.model.initial_cache(batch_size, tokens.shape[1] - 1)
+        # Every position but the last is fed once; each has a cache slot.
+        cache = self.model.initial_cache(batch_size, self.max_length)
         tokens, scores = self.strategy.search(
             self._next_logits,
             tokens,
@@ -547,10 +596,9 @@ class Generator:
     def exclude_special_ids(self, logits):
         """Sets the logits of `pad_id` and `start_id` to -1e9: neither is ever chosen.
 
-        A generated padding id would be masked by the full model but kept as a
-        real token by the cache; the start id only begins a sequence. Every
-        strategy applies this before choosing, and so do the exported
-        decoder steps.
+        A generated padding id would be a hole the model masks; the start id
+        only begins a sequence. Every strategy applies this before choosing,
+        and so do the exported decoder steps.
 
         Args:
             logits: float tensor `(..., vocabulary_size)`.

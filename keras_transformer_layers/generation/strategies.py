@@ -129,11 +129,12 @@ class Strategy:
 
     seed = None  # the sampling seed `generate` uses when given none
 
-    def check_generation_settings(self, max_length, vocabulary_size, num_emittable):
+    def check_generation_settings(self, max_new_tokens, vocabulary_size, num_emittable):
         """Checks the settings against a generator's (no-op by default).
 
         Args:
-            max_length: int, the generator's `max_length`.
+            max_new_tokens: int, the most tokens a row can generate (the
+                generator's `max_new_tokens`, `max_length - 1`).
             vocabulary_size: int, the number of logits per step.
             num_emittable: int, the ids decoding can emit (the vocabulary
                 without the padding and start ids).
@@ -320,7 +321,7 @@ class Sampling(_TokenByToken):
         self.top_p = top_p
         self.seed = seed
 
-    def check_generation_settings(self, max_length, vocabulary_size, num_emittable):
+    def check_generation_settings(self, max_new_tokens, vocabulary_size, num_emittable):
         if self.top_k is not None and self.top_k > vocabulary_size:
             raise ValueError(
                 f"`top_k` must be at most the vocabulary size ({vocabulary_size}). "
@@ -382,7 +383,7 @@ class BeamSearch(Strategy):
         num_beams: int >= 1, the beam width; at most the number of ids
             decoding can emit. Defaults to `4`.
         length_penalty: finite non-negative float, the GNMT `alpha`, small
-            enough that `((5 + max_length) / 6) ** alpha` is finite in
+            enough that `((5 + max_new_tokens) / 6) ** alpha` is finite in
             float32. Defaults to `0.6`.
 
     Raises:
@@ -409,17 +410,17 @@ class BeamSearch(Strategy):
         self.num_beams = num_beams
         self.length_penalty = length_penalty
 
-    def check_generation_settings(self, max_length, vocabulary_size, num_emittable):
+    def check_generation_settings(self, max_new_tokens, vocabulary_size, num_emittable):
         try:
-            penalty = ((5.0 + max_length) / 6.0) ** self.length_penalty
+            penalty = ((5.0 + max_new_tokens) / 6.0) ** self.length_penalty
         except OverflowError:
             penalty = np.inf
         if penalty > np.finfo("float32").max:
             raise ValueError(
                 "`length_penalty` is too large: the penalty ((5 + length) / 6) ** "
-                "length_penalty must stay finite in float32 up to `max_length`, or every "
-                f"score becomes 0. Received: length_penalty={self.length_penalty!r}, "
-                f"max_length={max_length!r}"
+                "length_penalty must stay finite in float32 up to `max_new_tokens` "
+                "generated tokens, or every score becomes 0. Received: "
+                f"length_penalty={self.length_penalty!r}, max_new_tokens={max_new_tokens!r}"
             )
         if self.num_beams > num_emittable:
             raise ValueError(

@@ -83,6 +83,20 @@ class TransformerLayerBase(keras.layers.Layer):
         self.supports_masking = True
         self._model_dim = None  # set by build()
 
+    # keras-hub's spellings of call arguments (its `TransformerEncoder` and
+    # `TransformerDecoder`), each with what this layer takes instead; set by
+    # each subclass.
+    keras_hub_arguments = {}
+
+    def __call__(self, *args, **kwargs):
+        for name in sorted(kwargs.keys() & self.keras_hub_arguments.keys()):
+            raise ValueError(
+                f"`{type(self).__name__}` takes {self.keras_hub_arguments[name]} "
+                f"(`{name}` is keras-hub's spelling). "
+                f"Received: {name}={_validation.describe(kwargs[name])}"
+            )
+        return super().__call__(*args, **kwargs)
+
     def _block_kwargs(self):
         """The constructor arguments a stack passes on to each of its blocks."""
         return {

@@ -82,13 +82,6 @@ class AddNorm(keras.layers.Layer):
         summed = inputs + self.dropout_layer(sublayer_output, training=training)
         return self.layer_norm(summed)
 
-    def compute_output_shape(self, inputs_shape, sublayer_output_shape):
-        return inputs_shape
-
-    def compute_output_spec(self, inputs, sublayer_output, training=None):
-        self._check_inputs(inputs, sublayer_output)
-        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-
     def get_config(self):
         config = super().get_config()
         config.update({"dropout": self.dropout, "epsilon": self.epsilon})

@@ -4,12 +4,26 @@ import keras
 from keras import ops
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.layers import decode_step
 from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC
 from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
 # How the encoder stack feeds the decoder blocks (see `TransformerDecoder`).
 ENCODER_CONNECTIONS = ("last", "layerwise")
+# keras-hub's spellings of the call arguments (see `TransformerLayerBase`).
+KERAS_HUB_ARGUMENTS = {
+    "decoder_sequence": "the decoder's input as `decoder_inputs`",
+    "encoder_sequence": "the encoder's output as `encoder_outputs`",
+    "padding_mask": "the decoder's padding mask as `decoder_inputs_mask`",
+    "decoder_padding_mask": "the decoder's padding mask as `decoder_inputs_mask`",
+    "encoder_padding_mask": "the encoder's padding mask as `encoder_outputs_mask`",
+    "use_causal_mask": "no `use_causal_mask`: its self-attention is always causal",
+    "cross_attention_cache_update_index": (
+        "no `cross_attention_cache_update_index`: pass the keys and values of "
+        "`compute_cross_attention_cache` as `cross_attention_cache`"
+    ),
+}
 
 
 def _split_attention_outputs(outputs, with_scores, with_cache):
@@ -34,38 +48,6 @@ def _check_encoder_width(decoder_inputs_shape, encoder_outputs_shape):
             f"encoder_outputs.shape[-1]={encoder_outputs_shape[-1]}, "
             f"decoder_inputs.shape[-1]={decoder_inputs_shape[-1]}"
         )
-
-
-def _checked_cache_index(index, decoder_inputs, cache):
-    """`index`, after checking that the new positions fit in the cache.
-
-    The cache write would clamp an index past the cache and overwrite its last
-    slots. Python and eager values raise a `ValueError`. A symbolic index goes
-    through a lookup in a table of the valid first positions, which fails on
-    CPU and in TFLite when the index is outside; under XLA the lookup clamps,
-    so decoding loops check their maximum length against the cache instead.
-    """
-    cache_len, new_len = cache.shape[2], decoder_inputs.shape[1]
-    value = index if isinstance(index, int) else _validation.concrete_value(index)
-    if value is not None and (
-        value < 0 or (None not in (cache_len, new_len) and value + new_len > cache_len)
-    ):
-        raise ValueError(
-            "`self_attention_cache_update_index` must be non-negative, and "
-            "`self_attention_cache_update_index` + `decoder_inputs.shape[1]` at "
-            "most the cache length `self_attention_cache.shape[2]`. Received: "
-            f"self_attention_cache_update_index={int(value)}, "
-            f"decoder_inputs.shape[1]={new_len}, "
-            f"self_attention_cache.shape[2]={cache_len}"
-        )
-    index = ops.cast(index, "int32")
-    first_positions = ops.shape(cache)[2] - ops.shape(decoder_inputs)[1] + 1
-    # `ops.take` wraps negative indices: send them past the table instead.
-    guard = ops.take(
-        ops.zeros((first_positions,), "int32"),
-        ops.where(index < 0, first_positions, index),
-    )
-    return index + guard  # the same index, with the lookup kept in the graph
 
 
 def _check_decoder_call(
@@ -134,9 +116,10 @@ class TransformerDecoderBlock(TransformerLayerBase):
             position of the first of `decoder_inputs`; required with
             `self_attention_cache`. The new positions must fit in the cache:
             an index past it is a `ValueError` when its value is known
-            (Python or eager) and makes a lookup fail in a graph and in
-            TFLite (on CPU); under XLA it is clamped, so check the decoding
-            length against the cache length. Defaults to `None`.
+            (Python or eager), makes a lookup fail when a graph or TFLite
+            runs (on CPU), and makes the outputs NaN under XLA. The cache
+            records the padding of `decoder_inputs_mask`, so later calls mask
+            those positions as a full pass does. Defaults to `None`.
         cross_attention_cache: optional tensor of shape
             `(batch, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache`; replaces the projection of
@@ -167,8 +150,11 @@ class TransformerDecoderBlock(TransformerLayerBase):
             width or batch size than `decoder_inputs`, a padding mask that is
             not `(batch, seq_len)` of its sequence, a cache of the wrong
             shape, a known `self_attention_cache_update_index` past the
-            cache, or `encoder_outputs` given to a block built without
-            cross-attention (or missing from one built with it).
+            cache, `encoder_outputs` given to a block built without
+            cross-attention (or missing from one built with it), or one of
+            keras-hub's spellings (`padding_mask`, `decoder_padding_mask`,
+            `encoder_padding_mask`, `use_causal_mask`, ...; the message names
+            the argument to use).
 
     Example:
 
@@ -182,6 +168,8 @@ class TransformerDecoderBlock(TransformerLayerBase):
     Reference:
         Vaswani et al., "Attention Is All You Need", 2017, sections 3.1, 3.2.3.
     """
+
+    keras_hub_arguments = KERAS_HUB_ARGUMENTS
 
     def build(self, decoder_inputs_shape, encoder_outputs_shape=None):
         _validation.check_rank(
@@ -279,8 +267,13 @@ class TransformerDecoderBlock(TransformerLayerBase):
             cross_attention_cache,
         )
         if self_attention_cache is not None and self_attention_cache_update_index is not None:
-            self_attention_cache_update_index = _checked_cache_index(
-                self_attention_cache_update_index, decoder_inputs, self_attention_cache
+            # A known index is refused here, under the block's names; the
+            # attention layer guards the cache write in every mode.
+            decode_step.check_cache_index(
+                "self_attention_cache_update_index",
+                self_attention_cache_update_index,
+                decoder_inputs.shape[1],
+                self_attention_cache.shape[2],
             )
 
         def attend_to_target(h):
@@ -364,54 +357,6 @@ class TransformerDecoderBlock(TransformerLayerBase):
             )
         return self.cross_attention.compute_cache(encoder_outputs)
 
-    def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
-        return decoder_inputs_shape
-
-    def compute_output_spec(
-        self,
-        decoder_inputs,
-        encoder_outputs=None,
-        self_attention_cache=None,
-        cross_attention_cache=None,
-        return_attention_scores=False,
-        decoder_inputs_mask=None,
-        encoder_outputs_mask=None,
-        mask=None,
-        **kwargs,
-    ):
-        self._check_call(
-            decoder_inputs,
-            encoder_outputs,
-            mask if decoder_inputs_mask is None else decoder_inputs_mask,
-            encoder_outputs_mask,
-            self_attention_cache,
-            cross_attention_cache,
-        )
-        outputs = (keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype),)
-        if return_attention_scores:
-            batch, target_len = decoder_inputs.shape[:2]
-            key_len = target_len if self_attention_cache is None else self_attention_cache.shape[2]
-            scores = {
-                "self_attention": keras.KerasTensor(
-                    (batch, self.num_heads, target_len, key_len), dtype=self.compute_dtype
-                )
-            }
-            if encoder_outputs is not None or cross_attention_cache is not None:
-                source_len = (
-                    encoder_outputs.shape[1]
-                    if encoder_outputs is not None
-                    else cross_attention_cache.shape[2]
-                )
-                scores["cross_attention"] = keras.KerasTensor(
-                    (batch, self.num_heads, target_len, source_len), dtype=self.compute_dtype
-                )
-            outputs += (scores,)
-        if self_attention_cache is not None:
-            outputs += (
-                keras.KerasTensor(self_attention_cache.shape, dtype=self_attention_cache.dtype),
-            )
-        return outputs if len(outputs) > 1 else outputs[0]
-
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
 class TransformerDecoder(TransformerStackBase):
@@ -447,22 +392,18 @@ class TransformerDecoder(TransformerStackBase):
         encoder_outputs_mask: optional boolean padding mask
             `(batch, source_len)`; with `"layerwise"`, one mask for every
             block or a list of `num_layers` masks. Keras fills it.
-        self_attention_cache: optional tensor of shape
-            `(batch, num_layers, 2, max_length, num_heads, key_dim)`, one
-            self-attention cache per block (see `initial_self_attention_cache`),
-            or a tuple of `num_layers` tensors
-            `(batch, 2, max_length, num_heads, key_dim)`, block 0 first; the
-            updated cache comes back in the same form. The tuple form is the
-            one to carry through a compiled decoding loop: XLA then writes
-            each block's new keys and values in place, while the stacked form
-            is sliced and restacked, copying the whole cache, at every step
-            (see docs/generation.md). Defaults to `None`.
+        self_attention_cache: optional tuple of `num_layers` tensors
+            `(batch, 2, max_length, num_heads, key_dim)`, one self-attention
+            cache per block, block 0 first (see
+            `initial_self_attention_cache`); carried through a compiled
+            decoding loop, each block's new keys and values are written in
+            place. Defaults to `None`.
         self_attention_cache_update_index: int or scalar int tensor, position
             of the first of `decoder_inputs`; required with
             `self_attention_cache`. The new positions must fit in the cache,
             as in `TransformerDecoderBlock`. Defaults to `None`.
-        cross_attention_cache: optional tensor of shape
-            `(batch, num_layers, 2, source_len, num_heads, key_dim)` from
+        cross_attention_cache: optional tuple of `num_layers` tensors
+            `(batch, 2, source_len, num_heads, key_dim)` from
             `compute_cross_attention_cache` (in both connections);
             `encoder_outputs` may then be omitted (pass its padding mask as
             `encoder_outputs_mask`). Defaults to `None`.
@@ -470,13 +411,14 @@ class TransformerDecoder(TransformerStackBase):
 
     Returns:
         A tensor shaped like `decoder_inputs`, carrying its Keras mask; with
-        `self_attention_cache`, a tuple `(outputs, updated_cache)`, the cache
-        stacked or a tuple as it was given.
+        `self_attention_cache`, a tuple `(outputs, updated_cache)`, the
+        updated cache a tuple like the one given.
 
     Raises:
         ValueError: as `TransformerDecoderBlock`; for an `encoder_connection`
-            other than `"last"` and `"layerwise"`; for a tuple
-            `self_attention_cache` without one tensor per block; with
+            other than `"last"` and `"layerwise"`; for a
+            `self_attention_cache` or `cross_attention_cache` that is not a
+            tuple of one tensor per block; with
             `"layerwise"`, for
             `encoder_outputs` (or a list of masks) that is not a list or tuple
             of `num_layers` items; with `"last"`, for a list of them.
@@ -500,6 +442,7 @@ class TransformerDecoder(TransformerStackBase):
     """
 
     block_class = TransformerDecoderBlock
+    keras_hub_arguments = KERAS_HUB_ARGUMENTS
 
     def __init__(
         self, num_layers, num_heads, intermediate_dim, encoder_connection="last", **kwargs
@@ -587,20 +530,26 @@ class TransformerDecoder(TransformerStackBase):
         block_encoder_outputs, block_encoder_masks = self._check_call(
             decoder_inputs, encoder_outputs, decoder_inputs_mask, encoder_outputs_mask
         )
-        block_caches = self._self_attention_cache_per_block(self_attention_cache)
+        block_caches = self._per_block_cache("self_attention_cache", self_attention_cache)
+        cross_caches = self._per_block_cache("cross_attention_cache", cross_attention_cache)
         x = decoder_inputs
         updated_caches = []
-        for index, block in enumerate(self.blocks):
+        for block, block_outputs, block_mask, block_cache, cross_cache in zip(
+            self.blocks,
+            block_encoder_outputs,
+            block_encoder_masks,
+            block_caches,
+            cross_caches,
+            strict=True,
+        ):
             x = block(
                 x,
-                block_encoder_outputs[index],
+                block_outputs,
                 decoder_inputs_mask=decoder_inputs_mask,
-                encoder_outputs_mask=block_encoder_masks[index],
-                self_attention_cache=block_caches[index],
+                encoder_outputs_mask=block_mask,
+                self_attention_cache=block_cache,
                 self_attention_cache_update_index=self_attention_cache_update_index,
-                cross_attention_cache=(
-                    None if cross_attention_cache is None else cross_attention_cache[:, index]
-                ),
+                cross_attention_cache=cross_cache,
                 training=training,
             )
             if self_attention_cache is not None:
@@ -610,42 +559,40 @@ class TransformerDecoder(TransformerStackBase):
             x = self.output_layer_norm(x)
         if self_attention_cache is None:
             return x
-        if isinstance(self_attention_cache, (list, tuple)):
-            return x, tuple(updated_caches)
-        return x, ops.stack(updated_caches, axis=1)  # (batch, layers, 2, max_len, h, d)
+        return x, tuple(updated_caches)
 
-    def _self_attention_cache_per_block(self, cache):
-        """The cache of each block: an item of a tuple, or a slice of the stacked tensor."""
+    def _per_block_cache(self, name, cache):
+        """The cache of each block: the items of a tuple of `num_layers` tensors."""
         if cache is None:
             return [None] * self.num_layers
-        if not isinstance(cache, (list, tuple)):
-            return [cache[:, index] for index in range(self.num_layers)]
-        if len(cache) != self.num_layers:
+        if not isinstance(cache, (list, tuple)) or len(cache) != self.num_layers:
+            received = (
+                f"a {type(cache).__name__} of {len(cache)} tensors"
+                if isinstance(cache, (list, tuple))
+                else f"{name}={_validation.describe(cache)}"
+            )
             raise ValueError(
-                "A tuple `self_attention_cache` must hold one tensor per block, "
-                f"num_layers={self.num_layers}. Received: a {type(cache).__name__} "
-                f"of {len(cache)} tensors"
+                f"`{name}` must be a tuple of num_layers={self.num_layers} tensors, "
+                f"one per block, block 0 first. Received: {received}"
             )
         return list(cache)
 
     def initial_self_attention_cache(self, batch_size, max_length):
-        """An all-zero self-attention cache for decoding up to `max_length` positions.
+        """The all-zero self-attention cache for decoding up to `max_length` positions.
 
         Args:
             batch_size: int or scalar int tensor.
             max_length: positive int, the number of positions the cache holds.
 
         Returns:
-            A zero tensor of shape
-            `(batch_size, num_layers, 2, max_length, num_heads, key_dim)` in the
-            compute dtype.
+            A tuple of `num_layers` zero tensors
+            `(batch_size, 2, max_length, num_heads, key_dim)` in the compute
+            dtype, one per block, block 0 first.
         """
         _validation.check_positive_int("max_length", max_length)
         attention = self.blocks[0].self_attention
-        return ops.zeros(
-            (batch_size, self.num_layers, 2, max_length, attention.num_heads, attention.key_dim),
-            dtype=self.compute_dtype,
-        )
+        shape = (batch_size, 2, max_length, attention.num_heads, attention.key_dim)
+        return tuple(ops.zeros(shape, dtype=self.compute_dtype) for _ in self.blocks)
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """Cross-attention keys and values of every block, computed once per source.
@@ -656,51 +603,18 @@ class TransformerDecoder(TransformerStackBase):
                 `num_layers` such tensors (block `i` projects item `i`).
 
         Returns:
-            A tensor of shape
-            `(batch, num_layers, 2, source_len, num_heads, key_dim)` to pass as
-            `cross_attention_cache`.
+            A tuple of `num_layers` tensors
+            `(batch, 2, source_len, num_heads, key_dim)`, one per block, to
+            pass as `cross_attention_cache`.
 
         Raises:
             ValueError: for `encoder_outputs` that do not match
                 `encoder_connection`, as in `call`.
         """
         per_block = self._encoder_outputs_per_block(encoder_outputs)
-        return ops.stack(
-            [
-                block.compute_cross_attention_cache(block_outputs)
-                for block, block_outputs in zip(self.blocks, per_block, strict=True)
-            ],
-            axis=1,
-        )  # (batch, layers, 2, source_len, heads, key_dim)
-
-    def compute_output_shape(self, decoder_inputs_shape, encoder_outputs_shape=None):
-        return decoder_inputs_shape
-
-    def compute_output_spec(
-        self,
-        decoder_inputs,
-        encoder_outputs=None,
-        self_attention_cache=None,
-        decoder_inputs_mask=None,
-        encoder_outputs_mask=None,
-        mask=None,
-        **kwargs,
-    ):
-        self._check_call(
-            decoder_inputs,
-            encoder_outputs,
-            mask if decoder_inputs_mask is None else decoder_inputs_mask,
-            encoder_outputs_mask,
-        )
-        output = keras.KerasTensor(decoder_inputs.shape, dtype=self.compute_dtype)
-        if self_attention_cache is None:
-            return output
-        if isinstance(self_attention_cache, (list, tuple)):
-            return output, tuple(
-                keras.KerasTensor(cache.shape, dtype=cache.dtype) for cache in self_attention_cache
-            )
-        return output, keras.KerasTensor(
-            self_attention_cache.shape, dtype=self_attention_cache.dtype
+        return tuple(
+            block.compute_cross_attention_cache(block_outputs)
+            for block, block_outputs in zip(self.blocks, per_block, strict=True)
         )
 
     def get_config(self):

@@ -7,6 +7,9 @@ from keras_transformer_layers.layers._block import BLOCK_ARGS_DOC
 from keras_transformer_layers.layers._block import TransformerLayerBase
 from keras_transformer_layers.layers._block import TransformerStackBase
 
+# keras-hub's spellings of the call arguments (see `TransformerLayerBase`).
+KERAS_HUB_ARGUMENTS = {"padding_mask": "the padding mask as `mask`"}
+
 
 def _check_encoder_call(layer, inputs, mask):
     layer._check_sequence("inputs", inputs, "(batch, seq_len, model_dim)")
@@ -38,8 +41,9 @@ class TransformerEncoderBlock(TransformerLayerBase):
             non-bool `normalize_first` or an unknown `activation` or
             initializer; at call time (in graph mode and when building a
             functional model too), for non-float `inputs`, a `model_dim`
-            other than the one the layer was built with, or a `mask` that is
-            not `(batch, seq_len)` of `inputs`.
+            other than the one the layer was built with, a `mask` that is
+            not `(batch, seq_len)` of `inputs`, or keras-hub's spelling
+            `padding_mask` (the message names `mask`).
 
     Example:
 
@@ -51,6 +55,8 @@ class TransformerEncoderBlock(TransformerLayerBase):
     Reference:
         Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
     """
+
+    keras_hub_arguments = KERAS_HUB_ARGUMENTS
 
     def build(self, inputs_shape):
         _validation.check_rank("inputs", inputs_shape, 3, "(batch, seq_len, model_dim)")
@@ -85,13 +91,6 @@ class TransformerEncoderBlock(TransformerLayerBase):
         x = self.self_attention_add_norm(x, h, training=training)
         h = self.feed_forward(x, training=training)
         return self.feed_forward_add_norm(x, h, training=training)
-
-    def compute_output_shape(self, inputs_shape):
-        return inputs_shape
-
-    def compute_output_spec(self, inputs, mask=None, training=None):
-        _check_encoder_call(self, inputs, mask)
-        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
@@ -150,6 +149,7 @@ class TransformerEncoder(TransformerStackBase):
     """
 
     block_class = TransformerEncoderBlock
+    keras_hub_arguments = KERAS_HUB_ARGUMENTS
 
     def __init__(self, num_layers, num_heads, intermediate_dim, return_all_outputs=False, **kwargs):
         _validation.check_bool("return_all_outputs", return_all_outputs)
@@ -175,20 +175,6 @@ class TransformerEncoder(TransformerStackBase):
 
     def compute_mask(self, inputs, mask=None):
         return [mask] * self.num_layers if self.return_all_outputs else mask
-
-    def compute_output_shape(self, inputs_shape):
-        if self.return_all_outputs:
-            return [inputs_shape] * self.num_layers
-        return inputs_shape
-
-    def compute_output_spec(self, inputs, mask=None, training=None):
-        _check_encoder_call(self, inputs, mask)
-        if self.return_all_outputs:
-            return [
-                keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-                for _ in range(self.num_layers)
-            ]
-        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -101,13 +101,6 @@ class FeedForward(keras.layers.Layer):
         hidden = self.dropout_layer(hidden, training=training)
         return self.output_dense(hidden)  # (batch, seq, model_dim)
 
-    def compute_output_shape(self, inputs_shape):
-        return inputs_shape
-
-    def compute_output_spec(self, inputs, training=None):
-        self._check_inputs(inputs)
-        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-
     def get_config(self):
         config = super().get_config()
         config["dtype"] = dtype_config(self)

@@ -120,13 +120,6 @@ class PositionalEncoding(keras.layers.Layer):
         )
         return inputs + ops.cast(ops.expand_dims(table, 0), inputs.dtype)
 
-    def compute_output_shape(self, inputs_shape):
-        return inputs_shape
-
-    def compute_output_spec(self, inputs, start_index=0):
-        _check_encoding_inputs(inputs)
-        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-
     def get_config(self):
         config = super().get_config()
         config.update({"max_wavelength": self.max_wavelength})
@@ -329,15 +322,6 @@ class PositionalEmbedding(keras.layers.Layer):
         if not self.mask_zero:
             return None
         return ops.not_equal(inputs, 0)
-
-    def compute_output_shape(self, inputs_shape):
-        return tuple(inputs_shape) + (self.embedding_dim,)
-
-    def compute_output_spec(self, inputs, start_index=0):
-        self._check_inputs(inputs)
-        if self.learned_positions:
-            self._check_positions(inputs.shape[1], start_index)
-        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -8,14 +8,15 @@ through these three calls and one description, never through layer names:
   reads (the source padding mask and the cross-attention keys and values);
   a decoder-only model returns `{}`.
 - `initial_cache(batch_size, max_length)`: the zero self-attention cache, a
-  tensor or a tuple of tensors that generators carry through their loops
-  without looking inside (this package's models give one tensor per decoder
-  block, so that a compiled loop updates each in place; the exported decoder
-  steps take a tuple stacked on axis 1).
+  tensor or a nest of tensors that generators carry through their loops
+  without looking inside (this package's models give a tuple of one tensor
+  per decoder block, so that a compiled loop updates each in place).
 - `call_decoder_with_cache(token_ids, index, cache, encoder_state)`: feeds
   the tokens at positions `index, index + 1, ...` through the decoder,
   writing their keys and values into the cache, and returns float32 logits
-  for those positions and the updated cache.
+  for those positions and the updated cache. The logits equal the full
+  model's at those positions, padding ids among the fed tokens included
+  (the cache records them, and later steps mask them).
 - `decoding_spec`: a `DecodingSpec`, the vocabularies and position tables a
   generator checks its inputs and settings against.
 
@@ -117,9 +118,9 @@ class CachedDecodingMixin:
 
         Returns:
             A dict: `"source_mask"`, bool `(batch, source_len)`, and
-            `"cross_attention_cache"`, `(batch, num_layers, 2, source_len,
-            num_heads, key_dim)` in the compute dtype. `{}` for a
-            decoder-only model.
+            `"cross_attention_cache"`, a tuple of `num_layers` tensors
+            `(batch, 2, source_len, num_heads, key_dim)` in the compute
+            dtype, one per decoder block. `{}` for a decoder-only model.
         """
         if self.encoder is None:
             return {}
@@ -143,31 +144,35 @@ class CachedDecodingMixin:
         Returns:
             A tuple of `num_layers` zero tensors `(batch_size, 2, max_length,
             num_heads, key_dim)` in the decoder's compute dtype, one per
-            decoder block: the per-block form of
-            `TransformerDecoder.initial_self_attention_cache`, which a
-            compiled decoding loop updates in place (stacking them is
-            `ops.stack(cache, axis=1)`).
+            decoder block (`TransformerDecoder.initial_self_attention_cache`),
+            which a compiled decoding loop updates in place.
         """
-        return tuple(
-            ops.unstack(self.decoder.initial_self_attention_cache(batch_size, max_length), axis=1)
-        )
+        return self.decoder.initial_self_attention_cache(batch_size, max_length)
 
     def call_decoder_with_cache(self, token_ids, index, cache, encoder_state):
         """Runs the decoder on new tokens over the caches.
+
+        The logits equal the full model's at the same positions, for any
+        ids: a padding id among `token_ids` (when the decoder embedding
+        masks it) is recorded in the cache, so that every later step masks
+        that position as the full model does.
 
         Args:
             token_ids: int tensor `(batch, new_len)`, the tokens at positions
                 `index` to `index + new_len - 1`.
             index: int or scalar int tensor, the position of the first of
-                `token_ids`.
-            cache: the self-attention cache (see `initial_cache`), or the
-                same stacked into one tensor `(batch, num_layers, 2,
-                max_length, num_heads, key_dim)`.
+                `token_ids`; the new positions must fit in the cache.
+            cache: the self-attention cache (see `initial_cache`).
             encoder_state: the dict from `call_encoder`.
 
         Returns:
             `(logits, cache)`: float32 logits `(batch, new_len, logits_size)`
-            and the updated cache, in the form it was given.
+            and the updated cache.
+
+        Raises:
+            ValueError: for a known `index` whose positions do not fit in the
+                cache (in a graph and in TFLite the call fails when it runs,
+                and under XLA the logits are NaN).
         """
         x = self.decoder_embedding(token_ids, start_index=index)
         x, cache = self.decoder(

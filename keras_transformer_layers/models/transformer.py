@@ -9,6 +9,7 @@ from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.encoder import TransformerEncoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.tied_logits import TiedLogits
+from keras_transformer_layers.models._arguments import TokenIdInputsMixin
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models._arguments import logits_dtype_policy
@@ -18,7 +19,7 @@ TIE_EMBEDDINGS = ("none", "decoder", "all")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
+class Seq2SeqTransformer(CachedDecodingMixin, TokenIdInputsMixin, keras.Model):
     """The encoder-decoder Transformer, a functional `keras.Model` with the decoding interface.
 
     Figure 1 of Vaswani et al. (2017): source ids go through
@@ -111,7 +112,9 @@ class Seq2SeqTransformer(CachedDecodingMixin, keras.Model):
         ValueError: for an argument that is not an int, float or bool in
             range (NaN and inf included), an unknown `activation`, `encoder_connection`,
             `tie_embeddings` or `dtype`, a `model_dim` not divisible by
-            `num_heads`, or `tie_embeddings="all"` with different vocabulary sizes.
+            `num_heads`, or `tie_embeddings="all"` with different vocabulary sizes;
+            when called (`fit`, `evaluate`, `predict` too), for inputs that are
+            not integers (a float id is not truncated), naming the input.
 
     Example:
 

@@ -7,6 +7,7 @@ from keras_transformer_layers._quantization import dtype_config
 from keras_transformer_layers.layers.decoder import TransformerDecoder
 from keras_transformer_layers.layers.positional import PositionalEmbedding
 from keras_transformer_layers.layers.tied_logits import TiedLogits
+from keras_transformer_layers.models._arguments import TokenIdInputsMixin
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models._arguments import logits_dtype_policy
@@ -16,7 +17,7 @@ TIE_EMBEDDINGS = ("none", "decoder")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class TransformerLM(CachedDecodingMixin, keras.Model):
+class TransformerLM(CachedDecodingMixin, TokenIdInputsMixin, keras.Model):
     """A decoder-only Transformer language model with the decoding interface.
 
     The decoder of Figure 1 of Vaswani et al. (2017) without the encoder and
@@ -85,7 +86,8 @@ class TransformerLM(CachedDecodingMixin, keras.Model):
         ValueError: for an argument that is not an int, float or bool in
             range (NaN and inf included), an unknown `activation`,
             `tie_embeddings` or `dtype`, or a `model_dim` not divisible by
-            `num_heads`.
+            `num_heads`; when called (`fit`, `evaluate`, `predict` too), for
+            `token_ids` that are not integers (a float id is not truncated).
 
     Example:
 
