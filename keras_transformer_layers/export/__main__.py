@@ -10,19 +10,25 @@ for encoder-decoder models, `encoder`) and with `--tflite`
 `OUT_DIR/model.tflite` (or `model_<quantize>.tflite`), printing one line per
 step and the largest difference from the Keras model on random inputs.
 
-The artifacts are written to a staging folder and moved into place together
-once all are written and checked: on any failure (a bad or unreadable file,
-a model with no layer of this package, `--tflite` without `ai-edge-litert`,
-a read-only or full disk, a failed conversion) the command exits with status
-2 and one line saying what to do, and OUT_DIR is left exactly as it was.
+The artifacts are written into a fresh folder inside OUT_DIR; once all are
+written and checked, each replaces its previous version in one step. On any
+failure (a bad or unreadable file, a model with no layer of this package,
+`--tflite` without `ai-edge-litert`, a read-only or full disk, a failed
+conversion) the command exits with status 2 and one line saying what to do;
+a failure before the artifacts are put in place leaves OUT_DIR as it was, and
+the folders the command created are deleted.
 """
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 
 from keras_transformer_layers import tensorflow_notices
+from keras_transformer_layers.export import _checks
 
 PACKAGE = "keras_transformer_layers"
 
@@ -65,22 +71,7 @@ def _package_layers(model):
     return names
 
 
-def main(argv=None):
-    """Runs the command line; returns the exit status.
-
-    Args:
-        argv: list of arguments without the program name. Defaults to
-            `sys.argv[1:]`.
-
-    Returns:
-        `0` on success, `2` on any failure (OUT_DIR is then left as it was).
-
-    Example:
-
-    ```
-    python -m keras_transformer_layers.export model.keras out --tflite --quantize float16
-    ```
-    """
+def _parser():
     parser = argparse.ArgumentParser(
         prog=f"python -m {PACKAGE}.export",
         description="Export a .keras model built with keras_transformer_layers "
@@ -91,74 +82,104 @@ def main(argv=None):
     parser.add_argument("--tflite", action="store_true", help="also write a .tflite file")
     parser.add_argument(
         "--quantize",
-        choices=["float16", "dynamic_int8"],
+        choices=[q for q in _checks.QUANTIZATIONS if q is not None],
         default=None,
         help="TFLite weight quantization (implies --tflite)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _argument_error(args):
+    """The message for a bad MODEL or OUT_DIR, or `None`."""
     if not os.path.isfile(args.model):
-        return _fail(f"MODEL must be an existing .keras file. Received: model={args.model!r}")
+        return f"MODEL must be an existing .keras file. Received: model={args.model!r}"
     if not args.model.endswith(".keras"):
-        return _fail(f"MODEL must be a .keras file. Received: model={args.model!r}")
+        return f"MODEL must be a .keras file. Received: model={args.model!r}"
     if not zipfile.is_zipfile(args.model):
-        return _fail(
+        return (
             "MODEL is not a Keras archive: a .keras file is a zip archive "
             "written by `model.save`, and this file is not a zip archive "
             f"(corrupt, truncated or another format). Received: model={args.model!r}"
         )
     out_dir = os.path.abspath(args.out_dir)
     if os.path.isfile(out_dir):
-        return _fail(f"OUT_DIR must be a folder, not a file. Received: out_dir={args.out_dir!r}")
-    with_tflite = bool(args.tflite or args.quantize)
+        return f"OUT_DIR must be a folder, not a file. Received: out_dir={args.out_dir!r}"
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not args.overwrite:
+        return (
+            "OUT_DIR exists and is not empty; pass --overwrite to replace its "
+            f"exports. Received: out_dir={args.out_dir!r}"
+        )
+    return None
 
+
+def _load(path):
+    """`(model, None)` or `(None, message)`."""
     import keras
-    import tensorflow as tf
 
     import keras_transformer_layers  # noqa: F401  (registers the layers)
-    from keras_transformer_layers.export import _io
+
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001  (any load failure is reported)
+        return None, (
+            f"cannot read MODEL as a Keras model ({_one_line(error)}). Received: model={path!r}"
+        )
+    if not isinstance(model, keras.Model) or not _package_layers(model):
+        return None, (
+            f"MODEL has no layer of {PACKAGE}; this command exports models "
+            f"built with the package. Received: model={path!r}"
+        )
+    return model, None
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status.
+
+    Args:
+        argv: list of arguments without the program name. Defaults to
+            `sys.argv[1:]`.
+
+    Returns:
+        `0` on success, `2` on any failure.
+
+    Example:
+
+    ```
+    python -m keras_transformer_layers.export model.keras out --tflite --quantize float16
+    ```
+    """
+    args = _parser().parse_args(argv)
+    message = _argument_error(args)
+    if message is not None:
+        return _fail(message)
+    with_tflite = bool(args.tflite or args.quantize)
+    import tensorflow as tf
 
     if with_tflite:
         try:
-            _io.require_litert("--tflite")
+            _checks.require_litert("--tflite")
         except ModuleNotFoundError:
             return _fail(
                 "--tflite and --quantize need the optional package ai-edge-litert; "
                 "nothing was written. Install it from the repository root "
-                f"with `{_io.LITERT_INSTALL}`, "
-                "or run without --tflite/--quantize."
+                f"with `{_checks.LITERT_INSTALL}`, or run without --tflite/--quantize."
             )
-    try:
-        if os.path.isdir(out_dir):
-            _io.recover_staging(out_dir)
-    except OSError as error:
-        return _write_failure(error, args.out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not args.overwrite:
-        return _fail(
-            "OUT_DIR exists and is not empty; pass --overwrite to replace its "
-            f"exports. Received: out_dir={args.out_dir!r}"
-        )
-
     steps = 3 if with_tflite else 2
     print(f"[1/{steps}] Loading {args.model}", flush=True)
-    try:
-        model = keras.models.load_model(args.model)
-    except Exception as error:  # noqa: BLE001  (any load failure is reported)
-        return _fail(
-            f"cannot read MODEL as a Keras model ({_one_line(error)}). "
-            f"Received: model={args.model!r}"
-        )
-    if not isinstance(model, keras.Model) or not _package_layers(model):
-        return _fail(
-            f"MODEL has no layer of {PACKAGE}; this command exports models "
-            f"built with the package. Received: model={args.model!r}"
-        )
-    inputs = _sample_inputs(model)
+    model, message = _load(args.model)
+    if message is not None:
+        return _fail(message)
     suffix = f"_{args.quantize}" if args.quantize else ""
     names = ["saved_model"] + ([f"model{suffix}.tflite"] if with_tflite else [])
     try:
-        _write(model, inputs, out_dir, names, args, steps)
+        _write(model, os.path.abspath(args.out_dir), names, args, steps)
+    except FileExistsError as error:
+        return _fail(
+            f"{error.filename} was created by another writer while this export ran; it "
+            "was left as it is. Pass --overwrite to replace it. "
+            f"Received: out_dir={args.out_dir!r}"
+        )
     except (OSError, tf.errors.OpError) as error:
         return _write_failure(error, args.out_dir)
     except Exception as error:  # noqa: BLE001  (one line, OUT_DIR unchanged)
@@ -186,46 +207,74 @@ def _write_failure(error, out_dir):
     )
 
 
-def _write(model, inputs, out_dir, names, args, steps):
-    """Writes every artifact in staging, then moves them all into place at once.
+def _make_folders(folder):
+    """Creates `folder` and its missing parents; returns those this call created."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    created = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        created.append(folder)
+    return created
 
-    An OUT_DIR that does not exist yet appears only when every artifact is
-    written and checked; in an existing OUT_DIR the artifacts replace the
-    previous ones together (the previous ones are kept on any failure).
+
+def _write(model, out_dir, names, args, steps):
+    """Writes every artifact into a fresh folder in OUT_DIR, then puts each in place.
+
+    Nothing in OUT_DIR changes before every artifact is written and checked;
+    then each replaces its previous version in one step. On failure the
+    folders this call created are deleted (OUT_DIR and its parents included,
+    when it created them and they hold nothing else).
     """
-    from keras_transformer_layers import export
     from keras_transformer_layers.export import _io
 
-    created = not os.path.isdir(out_dir)
-    if created:
-        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-        _io.recover_staging(os.path.dirname(out_dir))
-    targets = [out_dir] if created else [os.path.join(out_dir, name) for name in names]
-    with _io.atomic_outputs(targets) as staged:
-        if created:
-            os.mkdir(staged[0])
-            paths = [os.path.join(staged[0], name) for name in names]
-        else:
-            paths = staged
-        print(f"[2/{steps}] Writing SavedModel {os.path.join(args.out_dir, names[0])}", flush=True)
-        signatures = export.export_saved_model(model, paths[0])
-        check = export.verify_export(paths[0], model, inputs)
+    created = _make_folders(out_dir)
+    try:
+        scratch = tempfile.mkdtemp(prefix=_io.STAGING_PREFIX, dir=out_dir)
+        try:
+            paths = [os.path.join(scratch, name) for name in names]
+            _export(model, paths, args, steps)
+            for path, name in zip(paths, names, strict=True):
+                _io.put_in_place(path, os.path.join(out_dir, name), args.overwrite)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty: nothing another writer put there
+        raise
+
+
+def _export(model, paths, args, steps):
+    """Writes the SavedModel (and the TFLite file) at `paths`, printing one line each."""
+    from keras_transformer_layers import export
+
+    inputs = _sample_inputs(model)
+    print(f"[2/{steps}] Writing SavedModel {os.path.join(args.out_dir, 'saved_model')}", flush=True)
+    report = export.export_saved_model(model, paths[0])
+    check = export.verify_export(paths[0], model, inputs)
+    print(
+        f"      signatures: {', '.join(report['signatures'])}; "
+        f"max |SavedModel - Keras| = {check['max_abs_diff']:.3g}",
+        flush=True,
+    )
+    if steps == 3:
+        name = os.path.basename(paths[1])
+        print(f"[3/{steps}] Writing TFLite {os.path.join(args.out_dir, name)}", flush=True)
+        report = export.export_tflite(
+            model, paths[1], quantization=args.quantize, sample_inputs=inputs
+        )
         print(
-            f"      signatures: {', '.join(signatures)}; "
-            f"max |SavedModel - Keras| = {check['max_abs_diff']:.3g}",
+            f"      {report['size_bytes']} bytes; "
+            f"max |TFLite - Keras| = {report['max_abs_diff']:.3g}; "
+            f"token agreement {report['token_agreement']:.3f}",
             flush=True,
         )
-        if steps == 3:
-            print(f"[3/{steps}] Writing TFLite {os.path.join(args.out_dir, names[1])}", flush=True)
-            report = export.export_tflite(
-                model, paths[1], quantization=args.quantize, sample_inputs=inputs
-            )
-            print(
-                f"      {report['size_bytes']} bytes; "
-                f"max |TFLite - Keras| = {report['max_abs_diff']:.3g}; "
-                f"token agreement {report['token_agreement']:.3f}",
-                flush=True,
-            )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,14 @@ them again before calling the model.
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_transformer_layers import _validation
+from keras_transformer_layers.export import _checks
+from keras_transformer_layers.export import _converter
+from keras_transformer_layers.export import _decoding
 from keras_transformer_layers.export import _io
 from keras_transformer_layers.export import saved_model
 from keras_transformer_layers.export import tflite
@@ -57,7 +61,6 @@ ENCODE_SIGNATURE = "encode"
 DECODE_STEP_SIGNATURE = "decode_step"
 ENCODE_FILE = "encode.tflite"
 DECODE_STEP_FILE = "decode_step.tflite"
-QUANTIZATIONS = (None, "dynamic_int8")
 
 
 def _check_generator(generator):
@@ -197,98 +200,61 @@ def _generate_function(generator, shape):
     )
 
 
-def _stacked(value):
-    """A per-block tuple of the decoding state as one signature tensor, stacked on axis 1.
+def _decode_step_function(generator, batch_size, state_specs, to_state):
+    """One cached decoder step as a `tf.function` of named tensors (no control flow)."""
+    model = generator.model
+    max_length = generator.max_length
+    cache_template = model.initial_cache(1, max_length)
+    cache = _decoding.stacked(cache_template)  # (1, layers, 2, max_length, h, d)
+    cache_spec = tf.TensorSpec(
+        (batch_size,) + tuple(cache.shape[1:]), cache.dtype, name="self_attention_cache"
+    )
+    token_spec = tf.TensorSpec((batch_size, 1), tf.int32, name="token_ids")
+    index_spec = tf.TensorSpec((), tf.int32, name="index")
+    vocabulary_size = generator.spec.target_vocabulary_size
 
-    The model's caches are tuples of one tensor per decoder block; a
-    signature takes and returns named tensors, so the step signatures stack
-    them here, at their boundary, and `_per_block` splits them again.
-    """
-    if isinstance(value, (list, tuple)):
-        return tf.stack(value, axis=1)  # (batch, layers, ...)
-    return value
+    @tf.function(input_signature=[token_spec, index_spec, cache_spec, *state_specs])
+    def decode_step(token_ids, index, self_attention_cache, *state_values):
+        token_ids = saved_model.check_token_ids("token_ids", token_ids, vocabulary_size)
+        named = {spec.name: value for spec, value in zip(state_specs, state_values, strict=True)}
+        logits, self_attention_cache = model.call_decoder_with_cache(
+            token_ids,
+            _checked_index(index, max_length),
+            _decoding.per_block(self_attention_cache, cache_template),
+            to_state(named),
+        )
+        # As in `generate`: padding and start ids are never the next token.
+        logits = generator.exclude_special_ids(logits[:, -1, :])  # (batch, logits_size)
+        return {"logits": logits, "self_attention_cache": _decoding.stacked(self_attention_cache)}
 
-
-def _per_block(value, template):
-    """The signature tensor `value` in the form of `template` (a per-block tuple or a tensor)."""
-    if isinstance(template, (list, tuple)):
-        return tuple(tf.unstack(value, num=len(template), axis=1))
-    return value
+    return decode_step
 
 
 def _step_functions(generator, batch_size, source_len):
     """`{"encode": ..., "decode_step": ...}` (`encode` for encoder-decoder models).
 
-    The cache and encoder-state shapes come from the model's interface:
-    `initial_cache` and the tensors `call_encoder` returns.
+    Both are built on the model's decoding interface: `call_encoder`,
+    `initial_cache` and `call_decoder_with_cache`.
     """
-    model = generator.model
-    spec = generator.spec
-    max_length = generator.max_length
-    cache_template = model.initial_cache(1, max_length)
-    cache = _stacked(cache_template)  # (1, layers, 2, max_length, h, d)
-    state_specs = []
-    state_templates = {}
-    boolean_state = set()
-    functions = {}
-    if spec.is_encoder_decoder:
-
-        @tf.function(
-            input_signature=[tf.TensorSpec((batch_size, source_len), tf.int32, name="source_ids")]
-        )
-        def encode(source_ids):
-            state = model.call_encoder(_checked_inputs(generator, source_ids))
-            outputs = {}
-            for name, value in state.items():
-                state_templates[name] = value
-                value = _stacked(value)
-                if value.dtype == tf.bool:
-                    # Serving and TFLite callers feed int32 more easily.
-                    boolean_state.add(name)
-                    value = tf.cast(value, tf.int32)
-                outputs[name] = value
-            outputs["self_attention_cache"] = _stacked(
-                model.initial_cache(tf.shape(source_ids)[0], max_length)
-            )
-            return outputs
-
-        traced = encode.get_concrete_function().structured_outputs
-        state_specs = [
-            tf.TensorSpec(value.shape, value.dtype, name=name)
-            for name, value in sorted(traced.items())
-            if name != "self_attention_cache"
-        ]
-        functions[ENCODE_SIGNATURE] = encode
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec((batch_size, 1), tf.int32, name="token_ids"),
-            tf.TensorSpec((), tf.int32, name="index"),
-            tf.TensorSpec(
-                (batch_size,) + tuple(cache.shape[1:]), cache.dtype, name="self_attention_cache"
-            ),
-            *state_specs,
-        ]
+    if not generator.spec.is_encoder_decoder:
+        return {DECODE_STEP_SIGNATURE: _decode_step_function(generator, batch_size, [], dict)}
+    ids_spec = tf.TensorSpec((batch_size, source_len), tf.int32, name="source_ids")
+    encode, to_state = _decoding.encode_function(
+        generator.model,
+        ids_spec,
+        lambda ids: _checked_inputs(generator, ids),
+        max_length=generator.max_length,
     )
-    def decode_step(token_ids, index, self_attention_cache, *state_values):
-        token_ids = saved_model.check_token_ids("token_ids", token_ids, spec.target_vocabulary_size)
-        state = {}
-        for state_spec, value in zip(state_specs, state_values, strict=True):
-            if state_spec.name in boolean_state:
-                value = tf.cast(value, tf.bool)
-            state[state_spec.name] = _per_block(value, state_templates[state_spec.name])
-        logits, self_attention_cache = model.call_decoder_with_cache(
-            token_ids,
-            _checked_index(index, max_length),
-            _per_block(self_attention_cache, cache_template),
-            state,
-        )
-        # As in `generate`: padding and start ids are never the next token.
-        logits = generator.exclude_special_ids(logits[:, -1, :])  # (batch, logits_size)
-        return {"logits": logits, "self_attention_cache": _stacked(self_attention_cache)}
-
-    functions[DECODE_STEP_SIGNATURE] = decode_step
-    return functions
+    traced = encode.get_concrete_function().structured_outputs
+    state_specs = [
+        tf.TensorSpec(value.shape, value.dtype, name=name)
+        for name, value in sorted(traced.items())
+        if name != "self_attention_cache"
+    ]
+    return {
+        ENCODE_SIGNATURE: encode,
+        DECODE_STEP_SIGNATURE: _decode_step_function(generator, batch_size, state_specs, to_state),
+    }
 
 
 def _module(functions):
@@ -439,51 +405,52 @@ def export_generation_saved_model(
     ```
     """
     _check_generator(generator)
-    path = _io.check_output_path("path", path, overwrite)
+    path = _checks.check_output_path("path", path, overwrite, kind="folder")
     functions = generation_signatures(generator, step_batch_size, step_source_len)
     signatures = {
         saved_model.DEFAULT_SIGNATURE if name == GENERATE_SIGNATURE else name: function
         for name, function in functions.items()
     }
     module = _module(functions.values())
-    with _io.atomic_output(path) as staging:
-        tf.saved_model.save(module, staging, signatures=signatures)
+    with _io.written_aside(path, overwrite) as new:
+        tf.saved_model.save(module, new, signatures=signatures)
         report = {"path": path, "signatures": sorted(signatures)}
-        _verified(report, staging, generator, sample_inputs, saved_model.DEFAULT_SIGNATURE)
+        _verified(report, new, generator, sample_inputs, saved_model.DEFAULT_SIGNATURE)
     return report
 
 
 def _check_tflite(caller, generator, batch_size, quantization):
-    _io.require_litert(caller)
+    _checks.require_litert(caller)
     _check_generator(generator)
     _validation.check_positive_int("batch_size", batch_size)
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            "`quantization` must be None (float32 weights) or 'dynamic_int8' (int8 "
-            f"weights, float activations). Received: quantization={quantization!r}"
-        )
-    dtype = _stacked(generator.model.initial_cache(1, 1)).dtype
-    if dtype != "float32":
-        raise ValueError(
-            "TFLite builtin ops compute in float32, so the generator's model must "
-            "use the float32 dtype policy: rebuild it under "
-            "`keras.config.set_dtype_policy('float32')` and copy the weights with "
-            f"`set_weights`. Received: a model whose cache is {dtype}"
-        )
-
-
-def _convert(function, module, path, quantization):
-    """Writes `function` as a `.tflite` file of builtin ops; returns its report."""
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], module
+    _checks.check_quantization(quantization)
+    cache = generator.model.initial_cache(1, 1)
+    _checks.check_float32(
+        "generator", [keras.backend.standardize_dtype(t.dtype) for t in keras.tree.flatten(cache)]
     )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization == "dynamic_int8":
-        # DEFAULT without a representative dataset is dynamic-range
-        # quantization: int8 weights, float activations.
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _check_sample_shape(sample_inputs, generator, batch_size, input_len):
+    """Raises unless `sample_inputs` fits the file's fixed batch size and input length."""
+    if sample_inputs is None:
+        return
+    shape = np.shape(generator.check_inputs(sample_inputs))
+    if shape[0] != batch_size:
+        raise ValueError(
+            "`sample_inputs` must have `batch_size` rows: the file's batch size is "
+            f"fixed. Received: batch_size={batch_size}, sample_inputs.shape={shape}"
+        )
+    if input_len is not None and shape[1] != input_len:
+        raise ValueError(
+            "`sample_inputs` must have `input_len` columns: the file's input length "
+            f"is fixed. Received: input_len={input_len}, sample_inputs.shape={shape}"
+        )
+
+
+def _write_tflite(function, module, path, quantization):
+    """Writes `function` as a `.tflite` file of builtin ops; returns its sizes and ops."""
     with open(path, "wb") as f:
-        f.write(converter.convert())
+        f.write(_converter.convert(function, module, quantization))
     return {"size_bytes": os.path.getsize(path), "op_names": tflite.tflite_op_names(path)}
 
 
@@ -557,18 +524,17 @@ def export_generation_tflite(
     """
     _check_tflite("export_generation_tflite", generator, batch_size, quantization)
     _check_input_len("input_len", input_len, generator)
-    path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
-    if os.path.isdir(path):
-        raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
+    _check_sample_shape(sample_inputs, generator, batch_size, input_len)
+    path = _checks.check_output_path("path", path, overwrite, kind="file", suffix=".tflite")
     function = _generate_function(generator, (batch_size, input_len))
     module = _module([function])
-    with _io.atomic_output(path) as staging:
+    with _io.written_aside(path, overwrite) as new:
         report = {
             "path": path,
             "quantization": quantization,
-            **_convert(function, module, staging, quantization),
+            **_write_tflite(function, module, new, quantization),
         }
-        _verified(report, staging, generator, sample_inputs)
+        _verified(report, new, generator, sample_inputs)
     return report
 
 
@@ -625,9 +591,7 @@ def export_decode_step_tflite(
     """
     _check_tflite("export_decode_step_tflite", generator, batch_size, quantization)
     _check_source_len("source_len", source_len, generator, required=True)
-    path = _io.check_output_path("directory", directory, overwrite)
-    if os.path.isfile(path):
-        raise ValueError(f"`directory` must be a folder, not a file. Received: directory={path!r}")
+    path = _checks.check_output_path("directory", directory, overwrite, kind="folder")
     functions = _step_functions(generator, batch_size, source_len)
     module = _module(functions.values())
     file_names = {ENCODE_SIGNATURE: ENCODE_FILE, DECODE_STEP_SIGNATURE: DECODE_STEP_FILE}
@@ -638,11 +602,11 @@ def export_decode_step_tflite(
         "size_bytes": {},
         "op_names": {},
     }
-    with _io.atomic_output(path) as staging:
-        os.mkdir(staging)
+    with _io.written_aside(path, overwrite) as new:
+        os.mkdir(new)
         for name, function in functions.items():
-            converted = _convert(
-                function, module, os.path.join(staging, file_names[name]), quantization
+            converted = _write_tflite(
+                function, module, os.path.join(new, file_names[name]), quantization
             )
             report["files"][name] = os.path.join(path, file_names[name])
             report["size_bytes"][name] = converted["size_bytes"]

@@ -5,6 +5,7 @@ import collections
 import keras
 import tensorflow as tf
 
+from keras_transformer_layers.export import _checks
 from keras_transformer_layers.export import _io
 
 FORWARD_SIGNATURE = "forward"
@@ -143,7 +144,7 @@ def forward_function(model):
     archive.add_endpoint("forward", fn, input_signature=signature)
     ```
     """
-    _io.check_model(model)
+    _checks.check_model(model)
     specs = _input_specs(model)
     names = _output_names(model)
     structure = model.input
@@ -161,26 +162,24 @@ def forward_function(model):
     return forward, specs
 
 
-def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inputs"):
-    """The encoder stack alone, for models built like `build_transformer`.
+def encoder_function(model):
+    """The encoder of a model with the decoding interface, as a signature function.
+
+    Built on `model.call_encoder`, the call generators and the generation
+    exports use, so no layer is looked up by name.
 
     Args:
-        model: a functional model with an input named `encoder_input` and a
-            layer named `encoder_layer`.
-        encoder_layer: string, name of the encoder stack layer. Defaults to
-            `"encoder"`.
-        encoder_input: string, name of the source ids input. Defaults to
-            `"encoder_inputs"`.
+        model: a Keras model.
 
     Returns:
-        `(fn, input_signature)` with `fn(encoder_inputs)` returning
-        `{"encoder_outputs": (batch, source_len, model_dim)}`, or `None` when
-        the model has no such input or layer. Ids are checked like in
-        `forward_function`.
-
-    Raises:
-        ValueError: if the encoder layer was first called in another model
-            (its output is not connected to `model`'s input).
+        `(fn, input_signature)` with `fn(source_ids)`, int32
+        `(batch, source_len)`, returning the encoder state: `"source_mask"`
+        int32 `(batch, source_len)` (1 = a real token) and
+        `"cross_attention_cache"` `(batch, num_layers, 2, source_len, heads,
+        key_dim)`, the per-block tensors stacked on axis 1, as the
+        `decode_step` signature of `generation_signatures` takes them. `None`
+        for a model without the decoding interface or without an encoder.
+        Ids are checked like in `forward_function`.
 
     Example:
 
@@ -188,32 +187,21 @@ def encoder_function(model, encoder_layer="encoder", encoder_input="encoder_inpu
     fn, signature = encoder_function(build_transformer(100, 100))
     ```
     """
-    _io.check_model(model)
-    source = [t for t in keras.tree.flatten(model.input) if t.name.split(":")[0] == encoder_input]
-    layer_names = {layer.name for layer in model.layers}
-    if len(source) != 1 or encoder_layer not in layer_names:
+    from keras_transformer_layers.export import _decoding
+
+    _checks.check_model(model)
+    spec = getattr(model, "decoding_spec", None)
+    if spec is None or not spec.is_encoder_decoder:
         return None
-    try:
-        encoder = keras.Model(source[0], model.get_layer(encoder_layer).output, name="encoder_only")
-    except ValueError:
-        # Keras records the output of a layer's first call: from another model,
-        # it is not connected to this model's input.
-        raise ValueError(
-            f"The `{ENCODER_SIGNATURE}` signature needs the output of the layer "
-            f"`{encoder_layer}` in `model`, but that layer was first called in another "
-            f"model, whose output is not connected to `model`'s `{encoder_input}`. Build "
-            "`model` from layers called only in it, or export the model they were first "
-            f"called in. Received: model={model.name!r}"
-        ) from None
-    spec = tf.TensorSpec(source[0].shape, source[0].dtype, name=encoder_input)
-    limits = token_id_limits(model).get(encoder_input)
 
-    def encode(encoder_inputs):
-        if limits is not None:
-            encoder_inputs = check_token_ids(encoder_input, encoder_inputs, *limits)
-        return {"encoder_outputs": encoder(encoder_inputs, training=False)}
+    def check_ids(source_ids):
+        return check_token_ids(
+            "source_ids", source_ids, spec.source_vocabulary_size, spec.max_source_length
+        )
 
-    return encode, [spec]
+    ids_spec = tf.TensorSpec((None, None), tf.int32, name="source_ids")
+    encode, _ = _decoding.encode_function(model, ids_spec, check_ids)
+    return encode, None
 
 
 def export_saved_model(
@@ -231,8 +219,9 @@ def export_saved_model(
     - `"forward"` (also `"serving_default"`): the model's inputs (for
       `build_transformer`, int32 `encoder_inputs` and `decoder_inputs`,
       `(batch, None)`) to `{"logits": ...}` or the model's named outputs.
-    - `"encoder"`: `encoder_inputs` to `{"encoder_outputs": ...}`, when the
-      model has an `"encoder_inputs"` input and an `"encoder"` layer.
+    - `"encoder"`: for a model with the decoding interface and an encoder
+      (`build_transformer`), `source_ids` to the encoder state
+      `{"source_mask", "cross_attention_cache"}` (see `encoder_function`).
     - `"translate"`: string in, string out, when `text_translator` is given
       (see `text_translation_function`).
     - one per entry of `extra_signatures`, e.g. the generation and
@@ -245,12 +234,9 @@ def export_saved_model(
     than a learned position table, raises `InvalidArgumentError` naming the
     input when the SavedModel runs, with TensorFlow alone.
 
-    The artifact is written to a staging folder next to `path` and renamed
-    into place; with `overwrite=True` the previous artifact is renamed aside
-    first and deleted only once the new one is in place. Any failure leaves
-    `path` exactly as it was (absent, or the previous artifact intact), and
-    a staging folder left by a killed process is cleaned up by the next
-    export into the same folder.
+    The artifact is written into a fresh folder next to `path`, then put in
+    place in one step (see `keras_transformer_layers.export` for what that
+    guarantees); any failure leaves `path` as it was.
 
     Args:
         model: Keras model with inputs.
@@ -268,12 +254,14 @@ def export_saved_model(
             itself is always tracked). Defaults to `None`.
 
     Returns:
-        The sorted list of signature names written.
+        A dict with `"path"` (absolute) and `"signatures"` (the sorted names
+        written).
 
     Raises:
         ValueError: a bad argument (`path` exists without `overwrite=True`,
-            a reserved signature name, a model without inputs, an `encoder`
-            layer first called in another model).
+            a reserved signature name, a model without inputs).
+        FileExistsError: with `overwrite=False`, another writer created
+            `path` while this export ran; it is left as that writer left it.
         OSError: the artifact cannot be written (read-only or full disk);
             `path` is left as it was.
 
@@ -288,8 +276,38 @@ def export_saved_model(
         decoder_inputs=tf.constant([[1, 7]]))["logits"]
     ```
     """
-    _io.check_model(model)
-    path = _io.check_output_path("path", path, overwrite)
+    _checks.check_model(model)
+    path = _checks.check_output_path("path", path, overwrite, kind="folder")
+    endpoints = _endpoints(model, text_translator, extra_signatures)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in track or []:
+        archive.track(resource)
+    for name, endpoint in endpoints.items():
+        for resource in endpoint.track:
+            archive.track(resource)
+        archive.add_endpoint(name, endpoint.function, input_signature=endpoint.input_signature)
+    with _io.written_aside(path, overwrite) as new:
+        archive.write_out(new, verbose=False)
+    return {"path": path, "signatures": sorted(endpoints)}
+
+
+def _extra_signature(name, entry):
+    if isinstance(entry, ExportSignature):
+        return entry
+    if isinstance(entry, (tuple, list)) and len(entry) == 2:
+        return ExportSignature(*entry)
+    if callable(entry):
+        return ExportSignature(entry, None)
+    raise ValueError(
+        f"Each `extra_signatures` entry must be a `tf.function` with an "
+        f"input signature or a pair (callable, input_signature). "
+        f"Received: extra_signatures[{name!r}]={entry!r}"
+    )
+
+
+def _endpoints(model, text_translator, extra_signatures):
+    """Every signature of `export_saved_model`, by name, as `ExportSignature`s."""
     extra_signatures = dict(extra_signatures or {})
     reserved = {FORWARD_SIGNATURE, ENCODER_SIGNATURE, DEFAULT_SIGNATURE}
     if text_translator is not None:
@@ -301,41 +319,14 @@ def export_saved_model(
             f"signatures {sorted(reserved)}. Received: extra_signatures keys "
             f"{sorted(extra_signatures)}"
         )
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    for resource in track or []:
-        archive.track(resource)
-
-    forward, forward_specs = forward_function(model)
-    endpoints = {FORWARD_SIGNATURE: (forward, forward_specs)}
+    forward = ExportSignature(*forward_function(model))
+    # TF Serving and `saved_model_cli run` default to "serving_default".
+    endpoints = {FORWARD_SIGNATURE: forward, DEFAULT_SIGNATURE: forward}
     encoder = encoder_function(model)
     if encoder is not None:
-        endpoints[ENCODER_SIGNATURE] = encoder
+        endpoints[ENCODER_SIGNATURE] = ExportSignature(*encoder)
     if text_translator is not None:
-        endpoints[TEXT_SIGNATURE] = text_translator
+        endpoints[TEXT_SIGNATURE] = ExportSignature(*text_translator)
     for name, entry in extra_signatures.items():
-        if isinstance(entry, ExportSignature):
-            endpoints[name] = entry
-        elif isinstance(entry, (tuple, list)) and len(entry) == 2:
-            endpoints[name] = ExportSignature(*entry)
-        elif callable(entry):
-            endpoints[name] = ExportSignature(entry, None)
-        else:
-            raise ValueError(
-                f"Each `extra_signatures` entry must be a `tf.function` with an "
-                f"input signature or a pair (callable, input_signature). "
-                f"Received: extra_signatures[{name!r}]={entry!r}"
-            )
-
-    for name, endpoint in endpoints.items():
-        endpoint = ExportSignature(*endpoint)
-        for resource in endpoint.track:
-            archive.track(resource)
-        archive.add_endpoint(name, endpoint.function, input_signature=endpoint.input_signature)
-    # TF Serving and `saved_model_cli run` default to "serving_default".
-    archive.add_endpoint(DEFAULT_SIGNATURE, forward, input_signature=forward_specs)
-
-    with _io.atomic_output(path) as staging:
-        archive.write_out(staging, verbose=False)
-    return sorted(list(endpoints) + [DEFAULT_SIGNATURE])
+        endpoints[name] = _extra_signature(name, entry)
+    return endpoints

@@ -4,57 +4,11 @@ import os
 import struct
 
 import keras
-import tensorflow as tf
 
+from keras_transformer_layers.export import _checks
+from keras_transformer_layers.export import _converter
 from keras_transformer_layers.export import _io
 from keras_transformer_layers.export import verify
-
-QUANTIZATIONS = (None, "float16", "dynamic_int8")
-
-
-def _check_quantization(quantization):
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            "`quantization` must be one of None, 'float16' or 'dynamic_int8'. "
-            f"Received: quantization={quantization!r}"
-        )
-
-
-def _check_float32_compute(model):
-    """TFLite builtin kernels compute in float32; refuse 16-bit policies early.
-
-    Under `mixed_float16` the converter otherwise fails with "'tf.Mul' op is
-    neither a custom op nor a flex op".
-    """
-    policies = sorted(
-        {
-            layer.dtype_policy.name
-            for layer in model.layers
-            if not isinstance(layer, keras.layers.InputLayer) and layer.compute_dtype != "float32"
-        }
-    )
-    if policies:
-        raise ValueError(
-            "TFLite builtin ops compute in float32, so `model` must use the "
-            "float32 dtype policy: rebuild it under "
-            "`keras.config.set_dtype_policy('float32')`, copy the weights with "
-            "`set_weights`, and pass `quantization='float16'` for 16-bit "
-            f"weights. Received: model with dtype policies {policies}"
-        )
-
-
-def _converter_kwargs(quantization):
-    """Arguments of `model.export(format="litert")` for each quantization."""
-    target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
-    kwargs = {"target_spec": target_spec}
-    if quantization == "float16":
-        kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
-        target_spec["supported_types"] = [tf.float16]
-    elif quantization == "dynamic_int8":
-        # DEFAULT without a representative dataset is dynamic-range
-        # quantization: int8 weights, float activations.
-        kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    return kwargs
 
 
 def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=False):
@@ -89,8 +43,9 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
             refused with a clear error; use `quantization="float16"`).
 
     The file is written, read back and (with `sample_inputs`) run in a
-    staging folder next to `path`, then renamed into place: any failure,
-    including an exception from the comparison, leaves `path` as it was.
+    fresh folder next to `path`, then put in place in one step: any
+    failure, including an exception from the comparison, leaves `path` as
+    it was.
 
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`, `"op_names"`
@@ -103,6 +58,8 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
             before anything is written; `pip install ".[litert]"`).
         ValueError: a bad argument, or a model that does not compute in
             float32.
+        FileExistsError: with `overwrite=False`, another writer created
+            `path` while this export ran; it is left as that writer left it.
         OSError: the file cannot be written (`path` is left as it was).
 
     Example:
@@ -115,28 +72,32 @@ def export_tflite(model, path, quantization=None, sample_inputs=None, overwrite=
     print(report["size_bytes"], report["max_abs_diff"])
     ```
     """
-    _io.require_litert("export_tflite")
-    _check_quantization(quantization)
-    _io.check_model(model)
-    _check_float32_compute(model)
-    path = _io.check_output_path("path", path, overwrite, suffix=".tflite")
-    if os.path.isdir(path):
-        raise ValueError(f"`path` must be a file, not a folder. Received: path={path!r}")
-    with _io.atomic_output(path) as staging:
-        model.export(staging, format="litert", verbose=False, **_converter_kwargs(quantization))
+    _checks.require_litert("export_tflite")
+    _checks.check_quantization(quantization)
+    _checks.check_model(model)
+    _checks.check_float32(
+        "model",
+        [
+            layer.dtype_policy.name
+            for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer) and layer.compute_dtype != "float32"
+        ],
+    )
+    path = _checks.check_output_path("path", path, overwrite, kind="file", suffix=".tflite")
+    settings = _converter.converter_settings(quantization)
+    with _io.written_aside(path, overwrite) as new:
+        model.export(new, format="litert", verbose=False, **settings)
         # Read and check the file before it replaces anything at `path`.
         report = {
             "path": path,
             "quantization": quantization,
-            "size_bytes": os.path.getsize(staging),
-            "op_names": tflite_op_names(staging),
+            "size_bytes": os.path.getsize(new),
+            "op_names": tflite_op_names(new),
             "max_abs_diff": None,
             "token_agreement": None,
         }
         if sample_inputs is not None:
-            result = verify.verify_export(staging, model, sample_inputs)
-            report["max_abs_diff"] = result["max_abs_diff"]
-            report["token_agreement"] = result["token_agreement"]
+            report.update(verify.verify_export(new, model, sample_inputs))
     return report
 
 
@@ -165,7 +126,7 @@ def tflite_op_names(path):
     >>> [op for op in ops if op.startswith("CUSTOM")]
     []
     """
-    _io.require_litert("tflite_op_names")
+    _checks.require_litert("tflite_op_names")
     from ai_edge_litert import schema_py_generated as schema
 
     if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):

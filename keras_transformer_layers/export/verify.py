@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from keras_transformer_layers.export import _io
+from keras_transformer_layers.export import _checks
 
 
 def _check_id_inputs(model, inputs):
@@ -22,13 +22,19 @@ def _check_id_inputs(model, inputs):
             )
 
 
-def _reference_outputs(model, inputs):
+def _reference_outputs(model, inputs, litert_names):
+    """The reference outputs by name; with `litert_names`, a Keras model's as LiteRT names them.
+
+    `model.export(format="litert")` names a model's outputs `output_0`,
+    `output_1`, ... in the order of `model.outputs`.
+    """
     from keras_transformer_layers.export import saved_model
 
     if isinstance(model, keras.Model):
         forward, specs = saved_model.forward_function(model)
-        flat = [np.asarray(inputs[spec.name]) for spec in specs]
-        outputs = forward(*flat)
+        outputs = forward(*[np.asarray(inputs[spec.name]) for spec in specs])
+        if litert_names:
+            outputs = {f"output_{i}": value for i, value in enumerate(outputs.values())}
     elif callable(model):
         outputs = model(**inputs)
     else:
@@ -81,19 +87,12 @@ def _tflite_outputs(path, inputs, signature, num_threads):
 
 
 def _pair_outputs(reference, exported):
-    if set(reference) == set(exported):
-        return [(reference[name], exported[name]) for name in sorted(reference)]
-    if len(reference) == len(exported) == 1:
-        return [(next(iter(reference.values())), next(iter(exported.values())))]
-    if len(reference) == len(exported):
-        # LiteRT names outputs output_0, output_1, ... in the Keras order.
-        return [
-            (reference[a], exported[b]) for a, b in zip(reference, sorted(exported), strict=True)
-        ]
-    raise ValueError(
-        "The exported outputs do not match the model outputs. "
-        f"Received: model outputs={sorted(reference)}, exported={sorted(exported)}"
-    )
+    if set(reference) != set(exported):
+        raise ValueError(
+            "The exported outputs do not have the model's output names. "
+            f"Received: model outputs={sorted(reference)}, exported={sorted(exported)}"
+        )
+    return [(reference[name], exported[name]) for name in sorted(reference)]
 
 
 def verify_export(artifact, model, inputs, signature=None, num_threads=None):
@@ -114,6 +113,11 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
         num_threads: optional int, LiteRT interpreter threads. Defaults to
             `None` (the interpreter's default).
 
+    Outputs are paired by name: the signature's output names must be the
+    model's (its `output_names`, or the keys of the callable's dict); a
+    `keras.Model`'s outputs are compared with a `.tflite` file's as LiteRT
+    names them, `output_0`, `output_1`, ... in the order of `model.outputs`.
+
     Returns:
         A dict with `"max_abs_diff"`: the largest absolute difference over
         every float output (`0.0` if there are none), and
@@ -125,7 +129,8 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
     Raises:
         ModuleNotFoundError: `artifact` is a `.tflite` file and
             `ai-edge-litert` is not installed.
-        ValueError: a bad argument, e.g. float ids for an integer input.
+        ValueError: a bad argument, e.g. float ids for an integer input, or
+            exported output names that are not the model's.
 
     Example:
 
@@ -146,17 +151,18 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
             )
     if isinstance(model, keras.Model):
         _check_id_inputs(model, inputs)
+    is_tflite = artifact.endswith(".tflite") and os.path.isfile(artifact)
     if os.path.isdir(artifact):
         exported = _saved_model_outputs(artifact, inputs, signature)
-    elif artifact.endswith(".tflite") and os.path.isfile(artifact):
-        _io.require_litert("verify_export")
+    elif is_tflite:
+        _checks.require_litert("verify_export")
         exported = _tflite_outputs(artifact, inputs, signature, num_threads)
     else:
         raise ValueError(
             "`artifact` must be a SavedModel folder or an existing `.tflite` "
             f"file. Received: artifact={artifact!r}"
         )
-    reference = _reference_outputs(model, inputs)
+    reference = _reference_outputs(model, inputs, litert_names=is_tflite)
     max_abs_diff = 0.0
     same_tokens, total_tokens = 0, 0
     for expected, got in _pair_outputs(reference, exported):
