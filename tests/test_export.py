@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
     generator = Generator(interface_of(model), max_new_tokens=MAX_NEW_TOKENS)
     translator = export.text_translation_function(generator, tokenizer, tokenizer)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    signatures = export.export_saved_model(
+    report = export.export_saved_model(
         model,
         path,
         text_translator=translator,
@@ -43,7 +43,7 @@ def exported(tmp_path_factory):
         "tokenizer": tokenizer,
         "generator": generator,
         "path": path,
-        "signatures": signatures,
+        "report": report,
     }
 
 
@@ -89,8 +89,8 @@ BAD_INPUTS = [
     ),
     (
         "encoder",
-        {"encoder_inputs": [[1, 10**6]]},
-        r"`encoder_inputs` must hold token ids in \[0, 14\).*\[1000000\]",
+        {"source_ids": [[1, 10**6]]},
+        r"`source_ids` must hold token ids in \[0, 14\).*\[1000000\]",
     ),
     ("learned", {"ids": [[1, 16, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[16\]"),
     ("learned", {"ids": [[-1, 2]]}, r"`ids` must hold token ids in \[0, 16\).*\[-1\]"),
@@ -135,7 +135,9 @@ out = {{}}
 for i in range(2):
     feed = {{k: tf.constant(data[f"{{k}}_{{i}}"]) for k in ("encoder_inputs", "decoder_inputs")}}
     out[f"logits_{{i}}"] = loaded.signatures["forward"](**feed)["logits"].numpy()
-    out[f"encoder_{{i}}"] = loaded.signatures["encoder"](encoder_inputs=feed["encoder_inputs"])["encoder_outputs"].numpy()
+    state = loaded.signatures["encoder"](source_ids=feed["encoder_inputs"])
+    out[f"source_mask_{{i}}"] = state["source_mask"].numpy()
+    out[f"cross_attention_cache_{{i}}"] = state["cross_attention_cache"].numpy()
 result = loaded.signatures["translate"](text=tf.constant({SOURCES!r}))
 learned = tf.saved_model.load({learned_export["path"]!r})
 out["learned_ok"] = learned.signatures["forward"](ids=tf.constant([[1, 15, 0, 2]]))["scores"].numpy()
@@ -161,7 +163,8 @@ print("KTL_LOADED" if "keras_transformer_layers" in sys.modules else "KTL_NOT_LO
 
 
 def test_signatures_are_named(exported):
-    assert exported["signatures"] == [
+    assert exported["report"]["path"] == os.path.abspath(exported["path"])
+    assert exported["report"]["signatures"] == [
         "decode_step",
         "encode",
         "encoder",
@@ -179,15 +182,17 @@ def test_fresh_process_cannot_import_package(fresh_process_run):
 
 
 def test_fresh_process_forward_and_encoder_match_keras(exported, fresh_process_run):
+    """`encoder` returns `call_encoder`'s state: the mask as int32, the blocks stacked on axis 1."""
     model = exported["model"]
-    encoder = keras.Model(model.input["encoder_inputs"], model.get_layer("encoder").output)
+    outputs = fresh_process_run["outputs"]
     for i, inputs in enumerate(fresh_process_run["inputs"]):
+        np.testing.assert_allclose(outputs[f"logits_{i}"], model(inputs), atol=1e-5)
+        state = model.call_encoder(inputs["encoder_inputs"])
+        np.testing.assert_array_equal(outputs[f"source_mask_{i}"], inputs["encoder_inputs"] != 0)
+        assert outputs[f"source_mask_{i}"].dtype == np.int32
         np.testing.assert_allclose(
-            fresh_process_run["outputs"][f"logits_{i}"], model(inputs), atol=1e-5
-        )
-        np.testing.assert_allclose(
-            fresh_process_run["outputs"][f"encoder_{i}"],
-            encoder(inputs["encoder_inputs"]),
+            outputs[f"cross_attention_cache_{i}"],
+            np.stack([np.asarray(block) for block in state["cross_attention_cache"]], axis=1),
             atol=1e-5,
         )
 
@@ -302,7 +307,7 @@ def test_saved_model_cli_show_and_run(exported):
     for key, process in processes.items():
         assert process.returncode == 0, results[key][1][-2000:]
     show, run = results["show"][0], results["run"][0]
-    for name in exported["signatures"]:
+    for name in exported["report"]["signatures"]:
         assert f"signature_def['{name}']" in show
     assert "Result for output key logits" in run
     printed = run.split("Result for output key logits:")[1]
@@ -348,8 +353,8 @@ def test_functional_encoder_model_exports(tmp_path):
     x = ktl.PositionalEmbedding(20, 8)(ids)
     x = ktl.TransformerEncoder(num_layers=1, num_heads=2, intermediate_dim=16)(x)
     model = keras.Model(ids, keras.layers.Dense(3, name="scores")(x))
-    names = export.export_saved_model(model, tmp_path / "sm")
-    assert names == ["forward", "serving_default"]
+    report = export.export_saved_model(model, tmp_path / "sm")
+    assert report["signatures"] == ["forward", "serving_default"]
     inputs = {"ids": helpers.random_ids(20, 2, 6, seed=5, pad_tail=2)}
     assert export.verify_export(tmp_path / "sm", model, inputs)["max_abs_diff"] <= 1e-5
 
@@ -366,24 +371,16 @@ def test_verify_export_refuses_float_ids(exported):
         export.verify_export(exported["path"], exported["model"], inputs)
 
 
-def test_encoder_first_called_in_another_model_is_refused_clearly(tmp_path):
-    # Keras records a layer's output at its first call; the `encoder`
-    # signature cut that output out of another model: "Output with path ``
-    # is not connected to `inputs`".
+def test_encoder_signature_comes_from_the_decoding_interface_not_layer_names(tmp_path):
+    """A functional model with an `encoder` layer and `encoder_inputs` has no decoding
+    interface, so it gets no `encoder` signature (no layer is looked up by name)."""
     embedding = ktl.PositionalEmbedding(20, 8)
     encoder = ktl.TransformerEncoder(1, 2, 16, name="encoder")
-    dense = keras.layers.Dense(3)
-    first = keras.Input((None,), dtype="int32", name="ids")
-    keras.Model(first, dense(encoder(embedding(first))))
     source = keras.Input((None,), dtype="int32", name="encoder_inputs")
-    model = keras.Model(source, dense(encoder(embedding(source))))
-    with pytest.raises(
-        ValueError,
-        match=r"The `encoder` signature needs the output of the layer `encoder`[\s\S]*"
-        r"first called in another model[\s\S]*Received: model=",
-    ):
-        export.export_saved_model(model, tmp_path / "sm")
-    assert not os.path.exists(tmp_path / "sm")
+    model = keras.Model(source, keras.layers.Dense(3)(encoder(embedding(source))))
+    report = export.export_saved_model(model, tmp_path / "sm")
+    assert report["signatures"] == ["forward", "serving_default"]
+    assert sorted(tf.saved_model.load(str(tmp_path / "sm")).signatures) == report["signatures"]
 
 
 def _leftovers(folder):
@@ -455,7 +452,7 @@ def test_mixed_precision_model_is_refused_for_tflite(tmp_path):
     model = helpers.tiny_transformer(11)
     with pytest.raises(
         ValueError,
-        match=r"float32 dtype policy.*Received: model with dtype policies \['mixed_float16'\]",
+        match=r"float32 dtype policy.*Received: model computing in \['mixed_float16'\]",
     ):
         export.export_tflite(model, tmp_path / "m.tflite")
     assert os.listdir(tmp_path) == []

@@ -1,18 +1,18 @@
-"""Exports fail closed: the target is left as it was, whatever fails, and nothing is left over.
+"""Exports never lose a file: faults, kills and concurrent writers leave every artifact whole.
 
-Failures are injected: a failing rename, an old file that cannot be deleted,
-a full disk, a read-only folder (tests run as root, so `chmod` would not deny
-writes: the failing call is monkeypatched), a missing `ai-edge-litert`, and a
-process killed at each step of a commit (simulated by interrupting the export
-with an exception nothing catches, skipping every cleanup, and giving its
-staging folder the id of a process that has exited).
+Failures are injected: a failing rename, a full disk, a read-only folder
+(tests run as root, so `chmod` would not deny writes: the failing call is
+monkeypatched), a missing `ai-edge-litert`, another writer creating the
+target while an export runs, and a process killed at each file-system step
+after the artifact is written (simulated by raising an exception nothing
+catches, after which every file-system call does nothing, as in a dead
+process).
 """
 
 import errno
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -44,18 +44,31 @@ IDS = np.array([[1, 5, 11, 0]], "int32")
 
 
 @pytest.fixture(scope="module")
-def previous_saved_model(tmp_path_factory):
-    """A SavedModel of `small_model(0)`, copied into each test as the artifact to keep."""
-    path = tmp_path_factory.mktemp("previous") / "sm"
-    export.export_saved_model(small_model(0), path)
-    return path
+def previous_artifacts(tmp_path_factory):
+    """A SavedModel and a `.tflite` file of `small_model(0)`, copied into each test."""
+    folder = tmp_path_factory.mktemp("previous")
+    export.export_saved_model(small_model(0), folder / "sm")
+    export.export_tflite(small_model(0), folder / "m.tflite")
+    return folder
 
 
-@pytest.fixture
-def target(tmp_path, previous_saved_model):
-    path = tmp_path / "sm"
-    shutil.copytree(previous_saved_model, path)
-    return path
+def previous(tmp_path, previous_artifacts, artifact):
+    """The artifact to keep, at its target path in `tmp_path`."""
+    name = "sm" if artifact == "saved_model" else "m.tflite"
+    if artifact == "saved_model":
+        shutil.copytree(previous_artifacts / name, tmp_path / name)
+    else:
+        shutil.copy(previous_artifacts / name, tmp_path / name)
+    return tmp_path / name
+
+
+EXPORTERS = {"saved_model": export.export_saved_model, "tflite": export.export_tflite}
+# The call that writes each artifact (in its fresh folder). `keras.export.ExportArchive()`
+# is an instance of the backend's archive class, which defines `write_out`.
+WRITERS = {
+    "saved_model": (type(keras.export.ExportArchive()), "write_out"),
+    "tflite": (keras.Model, "export"),
+}
 
 
 def snapshot(path):
@@ -73,160 +86,171 @@ def snapshot(path):
     return files
 
 
-def served_scores(path):
-    return (
-        tf.saved_model.load(str(path)).signatures["forward"](ids=tf.constant(IDS))["scores"].numpy()
-    )
+def scores(path):
+    """The artifact's outputs on `IDS`, read the way a user would."""
+    if os.path.isdir(path):
+        loaded = tf.saved_model.load(str(path))
+        return loaded.signatures["forward"](ids=tf.constant(IDS))["scores"].numpy()
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    return runner(ids=IDS)["output_0"]
 
 
 def leftovers(folder):
-    return sorted(p for p in os.listdir(folder) if p.startswith(".ktl-export"))
+    return sorted(p for p in os.listdir(folder) if p.startswith(_io.STAGING_PREFIX))
 
 
-def dead_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+def after_writing(monkeypatch, artifact, action):
+    """Runs `action(path)` right after the exporter wrote the artifact at `path`."""
+    owner, name = WRITERS[artifact]
+    real = getattr(owner, name)
 
+    def write(self, path, *args, **kwargs):
+        result = real(self, path, *args, **kwargs)
+        action(os.fspath(path))
+        return result
 
-def as_killed_process(folder):
-    """Renames this process's staging folders in `folder` to a dead process's."""
-    pid = dead_pid()
-    for name in leftovers(folder):
-        renamed = name.replace(f"{_io.STAGING_PREFIX}{os.getpid()}-", f"{_io.STAGING_PREFIX}{pid}-")
-        os.rename(os.path.join(folder, name), os.path.join(folder, renamed))
-
-
-def kill_without_cleanup(monkeypatch):
-    """A killed process runs no `finally`: no roll-back, no deletion."""
-    monkeypatch.setattr(_io, "_discard", lambda staging: None)
-    monkeypatch.setattr(_io, "_roll_back", lambda staging, parent, names: None)
-
-
-def test_final_rename_failure_keeps_previous_saved_model(target, monkeypatch):
-    before = snapshot(target)
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if os.fspath(dst) == str(target) and f"{os.sep}new{os.sep}" in os.fspath(src):
-            raise OSError(errno.EXDEV, "injected rename failure")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError, match="injected rename failure"):
-        export.export_saved_model(small_model(1), target, overwrite=True)
-    monkeypatch.undo()
-    assert snapshot(target) == before
-    np.testing.assert_allclose(served_scores(target), small_model(0)(IDS), atol=1e-6)
-    assert leftovers(target.parent) == []
-
-
-def test_rename_and_restore_failure_keeps_previous_for_the_next_run(target, monkeypatch):
-    """If even putting the old artifact back fails, it is kept and put back later."""
-    before = snapshot(target)
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if os.fspath(dst) == str(target):
-            raise OSError(errno.EIO, "injected I/O error")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(
-        OSError, match=r"could not be put back .*injected I/O error.*they are in .*ktl-export.*old"
-    ):
-        export.export_saved_model(small_model(1), target, overwrite=True)
-    monkeypatch.undo()
-    assert not target.exists()
-    with pytest.raises(ValueError, match="already exists"):
-        export.export_saved_model(small_model(2), target)
-    assert snapshot(target) == before
-    assert leftovers(target.parent) == []
-
-
-def test_old_file_that_cannot_be_deleted_does_not_break_either_artifact(target, monkeypatch):
-    real_unlink = os.unlink
-
-    def unlink(path, *args, **kwargs):
-        if os.path.basename(os.fspath(path)) == "saved_model.pb":
-            raise PermissionError(errno.EACCES, "injected: cannot delete", path)
-        return real_unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink)
-    with pytest.warns(UserWarning, match="Could not delete all of .*ktl-export"):
-        export.export_saved_model(small_model(1), target, overwrite=True)
-    monkeypatch.undo()
-    # The new artifact is complete and in place; the old one waits in staging.
-    np.testing.assert_allclose(served_scores(target), small_model(1)(IDS), atol=1e-6)
-    assert len(leftovers(target.parent)) == 1
-    # The next export into the folder deletes it, even in the same process.
-    with pytest.raises(ValueError, match="already exists"):
-        export.export_saved_model(small_model(2), target)
-    assert leftovers(target.parent) == []
-    np.testing.assert_allclose(served_scores(target), small_model(1)(IDS), atol=1e-6)
-
-
-@pytest.mark.parametrize("moment", ["writing", "between_renames", "deleting_old"])
-def test_killed_export_is_finished_or_undone_on_the_next_run(target, monkeypatch, moment):
-    before = snapshot(target)
-    if moment != "deleting_old":
-        kill_without_cleanup(monkeypatch)
-    if moment == "writing":
-        real_save = tf.saved_model.save
-
-        def save(obj, filepath, *args, **kwargs):
-            real_save(obj, filepath, *args, **kwargs)
-            os.remove(os.path.join(filepath, "saved_model.pb"))
-            raise Killed()
-
-        monkeypatch.setattr(tf.saved_model, "save", save)
-    elif moment == "between_renames":
-        real_replace = os.replace
-
-        def replace(src, dst):
-            if os.fspath(dst) == str(target):  # the old one is already aside
-                raise Killed()
-            return real_replace(src, dst)
-
-        monkeypatch.setattr(os, "replace", replace)
-    else:
-        real_rmtree = shutil.rmtree
-
-        def rmtree(path, *args, **kwargs):
-            if os.path.basename(os.fspath(path)) == "old":
-                # Half of the old SavedModel is gone, saved_model.pb first.
-                os.remove(os.path.join(path, "sm", "saved_model.pb"))
-                raise Killed()
-            return real_rmtree(path, *args, **kwargs)
-
-        monkeypatch.setattr(shutil, "rmtree", rmtree)
-    with pytest.raises(Killed):
-        export.export_saved_model(small_model(1), target, overwrite=True)
-    monkeypatch.undo()
-    assert len(leftovers(target.parent)) == 1
-    if moment == "between_renames":
-        assert not target.exists()  # what the kill left: the previous artifact is aside
-    as_killed_process(target.parent)
-    # The next run, even without `overwrite`, first restores or finishes it.
-    with pytest.raises(ValueError, match="already exists"):
-        export.export_saved_model(small_model(2), target)
-    assert leftovers(target.parent) == []
-    if moment == "deleting_old":
-        np.testing.assert_allclose(served_scores(target), small_model(1)(IDS), atol=1e-6)
-    else:
-        assert snapshot(target) == before
-
-
-def test_staging_folder_of_a_running_process_is_left_alone(tmp_path):
-    alive = os.getppid()
-    folder = tmp_path / f"{_io.STAGING_PREFIX}{alive}-abc"
-    (folder / "new").mkdir(parents=True)
-    _io.recover_staging(str(tmp_path))
-    assert leftovers(tmp_path) == [folder.name]
+    monkeypatch.setattr(owner, name, write)
 
 
 @pytest.mark.parametrize("artifact", ["saved_model", "tflite"])
-def test_full_disk_keeps_previous_artifact(tmp_path, target, monkeypatch, artifact):
+def test_a_users_ktl_export_folder_survives(tmp_path, previous_artifacts, artifact):
+    target = previous(tmp_path, previous_artifacts, artifact)
+    notes = tmp_path / ".ktl-export-notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    EXPORTERS[artifact](small_model(1), target, overwrite=True)
+    assert (notes / "keep.txt").read_text() == "mine"
+    assert leftovers(tmp_path) == [".ktl-export-notes"]
+    np.testing.assert_allclose(scores(target), small_model(1)(IDS), atol=1e-5)
+
+
+def test_the_cli_leaves_a_users_ktl_export_folder_in_out_dir(tmp_path, keras_file):
+    out = tmp_path / "out"
+    (out / ".ktl-export-notes").mkdir(parents=True)
+    (out / ".ktl-export-notes" / "keep.txt").write_text("mine")
+    assert cli.main([str(keras_file), str(out), "--overwrite"]) == 0
+    assert (out / ".ktl-export-notes" / "keep.txt").read_text() == "mine"
+    assert sorted(os.listdir(out)) == [".ktl-export-notes", "saved_model"]
+
+
+@pytest.mark.parametrize("artifact", ["saved_model", "tflite"])
+def test_a_concurrent_writer_is_never_replaced_without_overwrite(
+    tmp_path, previous_artifacts, monkeypatch, artifact
+):
+    """Two exports to one new path: the one that finishes second is refused."""
+    (tmp_path / "other").mkdir()
+    other = previous(tmp_path / "other", previous_artifacts, artifact)
+    target = tmp_path / other.name
+
+    def other_writer_finishes_first(path):
+        (shutil.copytree if artifact == "saved_model" else shutil.copy)(other, target)
+
+    after_writing(monkeypatch, artifact, other_writer_finishes_first)
+    with pytest.raises(FileExistsError, match="created by another writer"):
+        EXPORTERS[artifact](small_model(1), target)
+    assert snapshot(target) == snapshot(other)
+    assert leftovers(tmp_path) == []
+
+
+DANGEROUS = ["rename", "replace", "link", "remove", "unlink", "rmdir"]
+
+
+def kill_at(monkeypatch, artifact, step):
+    """After the artifact is written, the `step`-th file-system change raises `Killed`.
+
+    From then on every file-system change does nothing: a killed process
+    runs no `finally` and no roll-back.
+    """
+    state = {"written": False, "calls": 0, "dead": False}
+    after_writing(monkeypatch, artifact, lambda path: state.update(written=True))
+
+    def patched(real):
+        def call(*args, **kwargs):
+            if state["dead"]:
+                return None
+            if state["written"]:
+                if state["calls"] == step:
+                    state["dead"] = True
+                    raise Killed()
+                state["calls"] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in DANGEROUS:
+        monkeypatch.setattr(os, name, patched(getattr(os, name)))
+    monkeypatch.setattr(shutil, "rmtree", patched(shutil.rmtree))
+    if hasattr(_io, "_exchange"):
+        monkeypatch.setattr(_io, "_exchange", patched(_io._exchange))
+    return state
+
+
+@pytest.mark.parametrize("step", range(4))
+@pytest.mark.parametrize("artifact", ["saved_model", "tflite"])
+def test_a_kill_at_any_step_leaves_the_old_or_the_new_artifact(
+    tmp_path, previous_artifacts, monkeypatch, artifact, step
+):
+    target = previous(tmp_path, previous_artifacts, artifact)
+    before = snapshot(target)
+    state = kill_at(monkeypatch, artifact, step)
+    try:
+        EXPORTERS[artifact](small_model(1), target, overwrite=True)
+    except Killed:
+        pass
+    monkeypatch.undo()
+    assert state["written"]
+    assert os.path.exists(target), f"killed at step {step}: the target is gone"
+    if snapshot(target) != before:
+        np.testing.assert_allclose(scores(target), small_model(1)(IDS), atol=1e-5)
+
+
+@pytest.mark.parametrize("artifact", ["saved_model", "tflite"])
+def test_a_failed_final_step_keeps_the_previous_artifact(
+    tmp_path, previous_artifacts, monkeypatch, artifact
+):
+    """Every rename onto the target fails (e.g. an I/O error): nothing is lost."""
+    target = previous(tmp_path, previous_artifacts, artifact)
+    before = snapshot(target)
+
+    def failing(real):
+        def call(*args, **kwargs):
+            if str(target) in [os.fspath(a) for a in args[:2]]:
+                raise OSError(errno.EIO, "injected I/O error")
+            return real(*args, **kwargs)
+
+        return call
+
+    for owner, name in [(os, "rename"), (os, "replace"), (os, "link"), (_io, "_exchange")]:
+        if hasattr(owner, name):
+            monkeypatch.setattr(owner, name, failing(getattr(owner, name)))
+    with pytest.raises(OSError, match="injected I/O error"):
+        EXPORTERS[artifact](small_model(1), target, overwrite=True)
+    monkeypatch.undo()
+    assert snapshot(target) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_without_an_atomic_exchange_a_folder_is_still_replaced(
+    tmp_path, previous_artifacts, monkeypatch
+):
+    """Where `renameat2` is missing, the previous folder goes aside, then the new one in."""
+    target = previous(tmp_path, previous_artifacts, "saved_model")
+
+    def unavailable(first, second):
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+
+    monkeypatch.setattr(_io, "_exchange", unavailable)
+    export.export_saved_model(small_model(1), target, overwrite=True)
+    np.testing.assert_allclose(scores(target), small_model(1)(IDS), atol=1e-5)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("artifact", ["saved_model", "tflite"])
+def test_full_disk_keeps_previous_artifact(tmp_path, previous_artifacts, monkeypatch, artifact):
+    target = previous(tmp_path, previous_artifacts, artifact)
+
     def write_partly_then_fail(obj, filepath, *args, **kwargs):
         if artifact == "saved_model":
             os.makedirs(filepath)
@@ -235,19 +259,11 @@ def test_full_disk_keeps_previous_artifact(tmp_path, target, monkeypatch, artifa
             f.write(b"\0" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    if artifact == "saved_model":
-        path = target
-        monkeypatch.setattr(tf.saved_model, "save", write_partly_then_fail)
-        exporter = export.export_saved_model
-    else:
-        path = tmp_path / "m.tflite"
-        path.write_bytes(b"previous")
-        monkeypatch.setattr(keras.Model, "export", write_partly_then_fail)
-        exporter = export.export_tflite
-    before = snapshot(path)
+    monkeypatch.setattr(*WRITERS[artifact], write_partly_then_fail)
+    before = snapshot(target)
     with pytest.raises(OSError, match="No space left"):
-        exporter(small_model(1), path, overwrite=True)
-    assert snapshot(path) == before
+        EXPORTERS[artifact](small_model(1), target, overwrite=True)
+    assert snapshot(target) == before
     assert leftovers(tmp_path) == []
 
 
@@ -324,7 +340,9 @@ def previous_out_dir(tmp_path):
 def test_cli_failure_after_saved_model_leaves_out_dir_as_it_was(
     tmp_path, keras_file, capsys, monkeypatch, existing
 ):
-    out = previous_out_dir(tmp_path) if existing else tmp_path / "out"
+    """Nothing in OUT_DIR changes before every artifact is written; the folders the
+    command created (OUT_DIR and its missing parents) are deleted."""
+    out = previous_out_dir(tmp_path) if existing else tmp_path / "new" / "parent" / "out"
     before = snapshot(out) if existing else None
 
     def full_disk(*args, **kwargs):
@@ -340,8 +358,7 @@ def test_cli_failure_after_saved_model_leaves_out_dir_as_it_was(
         assert snapshot(out) == before
         assert leftovers(out) == []
     else:
-        assert not out.exists()
-    assert leftovers(tmp_path) == []
+        assert os.listdir(tmp_path) == []
 
 
 def test_cli_read_only_out_dir_exits_2(tmp_path, keras_file, capsys, monkeypatch):
@@ -370,10 +387,8 @@ def test_cli_other_failure_exits_2_with_one_line(tmp_path, keras_file, capsys, m
     assert snapshot(out) == before
 
 
-def test_cli_cleans_a_killed_run_and_replaces_both_artifacts(tmp_path, keras_file, capsys):
+def test_cli_replaces_both_artifacts_and_keeps_other_files(tmp_path, keras_file):
     out = previous_out_dir(tmp_path)
-    stale = out / f"{_io.STAGING_PREFIX}{dead_pid()}-xyz"
-    (stale / "new" / "saved_model").mkdir(parents=True)
     assert cli.main([str(keras_file), str(out), "--tflite", "--overwrite"]) == 0
     assert sorted(os.listdir(out)) == ["model.tflite", "notes.txt", "saved_model"]
     model = keras.models.load_model(keras_file)
@@ -391,38 +406,3 @@ def test_cli_garbage_keras_file_says_what_it_is(tmp_path, capsys):
     assert "File not found" not in line
     assert f"Received: model={str(junk)!r}" in line
     assert os.listdir(tmp_path) == ["junk.keras"]
-
-
-def test_two_artifacts_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
-    """The CLI's commit: if the second rename fails, the first is undone too."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f").write_text("old a")
-    (tmp_path / "b.tflite").write_text("old b")
-    before = {name: snapshot(tmp_path / name) for name in ("a", "b.tflite")}
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if os.fspath(dst) == str(tmp_path / "b.tflite") and f"{os.sep}new{os.sep}" in os.fspath(
-            src
-        ):
-            raise OSError(errno.ENOSPC, "injected")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError, match="injected"):
-        with _io.atomic_outputs([str(tmp_path / "a"), str(tmp_path / "b.tflite")]) as (a, b):
-            os.mkdir(a)
-            with open(os.path.join(a, "f"), "w") as f:
-                f.write("new a")
-            with open(b, "w") as f:
-                f.write("new b")
-    assert {name: snapshot(tmp_path / name) for name in ("a", "b.tflite")} == before
-    assert leftovers(tmp_path) == []
-
-
-def test_recovery_skips_files_and_cleans_the_old_staging_layout(tmp_path):
-    (tmp_path / f"{_io.STAGING_PREFIX}notes").write_text("a file, not a staging folder")
-    legacy = tmp_path / f"{_io.STAGING_PREFIX}k3j_x9q2"  # before process ids were recorded
-    (legacy / "sm").mkdir(parents=True)
-    _io.recover_staging(str(tmp_path))
-    assert leftovers(tmp_path) == [f"{_io.STAGING_PREFIX}notes"]
