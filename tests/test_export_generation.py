@@ -359,6 +359,26 @@ def test_exporters_check_their_arguments(table_generator, lm_generators, tmp_pat
             "input_len=5",
         ),
         (lambda: export_generation_tflite(table_generator, tmp_path / "g.lite"), "path", "path="),
+        # The file's batch and input length are fixed: refused before LiteRT runs
+        # (which would fail with "RESHAPE ... (21 != 7)").
+        (
+            lambda: export_generation_tflite(
+                lm_generator, tmp_path / "g.tflite", sample_inputs=PROMPTS
+            ),
+            "batch_size",
+            "batch_size=1, sample_inputs.shape=(3, 4)",
+        ),
+        (
+            lambda: export_generation_tflite(
+                table_generator,
+                tmp_path / "g.tflite",
+                batch_size=2,
+                input_len=3,
+                sample_inputs=TABLE_SOURCE,
+            ),
+            "input_len",
+            "input_len=3, sample_inputs.shape=(2, 4)",
+        ),
         (
             lambda: export_generation_tflite(None, tmp_path / "g.tflite"),
             "generator",

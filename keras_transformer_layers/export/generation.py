@@ -20,10 +20,10 @@ model takes `source_ids` (batch, source_len), a decoder-only model takes
 `prompt_ids` (batch, prompt_len), right-padded prompts of any lengths (see
 `Generator.generate`). The exporters write like the others of
 `keras_transformer_layers.export`: a path that exists is refused unless
-`overwrite=True`, the artifact is written aside and renamed into place (a
-failure leaves the previous one and no leftovers), and with `sample_inputs`
-the written artifact is run and compared with `Generator.generate` before it
-replaces anything.
+`overwrite=True`, the artifact is written into a fresh folder beside the
+target and put in place in one step (a failure leaves the previous one and
+no leftovers), and with `sample_inputs` the written artifact is run and
+compared with `Generator.generate` before it replaces anything.
 
 Inputs are checked in every runtime: ids outside the vocabulary, a source
 longer than a learned position table, a prompt with an empty row or as long
@@ -366,9 +366,9 @@ def export_generation_saved_model(
       as in `generate`, so an arg-max or sampling loop never picks them.
 
     Bad ids, lengths and indices raise `InvalidArgumentError` when a
-    signature runs. The SavedModel is written to a staging folder next to
-    `path`, checked against the generator with `sample_inputs`, and renamed
-    into place; any failure leaves `path` as it was.
+    signature runs. The SavedModel is written into a fresh folder next to
+    `path`, checked against the generator with `sample_inputs`, and put in
+    place in one step; any failure leaves `path` as it was.
 
     Args:
         generator: a `keras_transformer_layers.generation.Generator`.
@@ -476,7 +476,7 @@ def export_generation_tflite(
     strategy's seed (or 0). The weights are frozen into the file.
 
     The file is written, read back and (with `sample_inputs`) run in a
-    staging folder next to `path`, then renamed into place: any failure
+    fresh folder next to `path`, then put in place in one step: any failure
     leaves `path` as it was.
 
     Args:
@@ -488,18 +488,18 @@ def export_generation_tflite(
         input_len: positive int or `None`, the source length (at most the
             encoder's learned position table if it has one) or the prompt
             length (at most `max_length - 1`). Defaults to `None` (any).
-        sample_inputs: optional int array `(batch_size, length)`; when given,
-            the file is run on it and compared with `generator.generate`.
-            Defaults to `None`.
+        sample_inputs: optional int array of `batch_size` rows (and
+            `input_len` columns when it is set); when given, the file is run
+            on it and compared with `generator.generate`. Defaults to `None`.
         overwrite: bool, replace an existing file. Defaults to `False`.
-        quantization: `None` (float32 weights) or `"dynamic_int8"`: the
-            converter's dynamic-range quantization, int8 weights (4x fewer
-            bytes) for every weight matrix of at least 1024 elements;
-            activations, the caches and smaller tensors stay float32, so the
-            file shrinks less than 4x. Greedy tokens can differ from the
-            float32 generator's: check `"token_agreement"` with
-            `sample_inputs` (see docs/quantization.md for measured figures).
-            Defaults to `None`.
+        quantization: `None` (float32 weights), `"float16"` (float16
+            weights) or `"dynamic_int8"`: the converter's dynamic-range
+            quantization, int8 weights (4x fewer bytes) for every weight
+            matrix of at least 1024 elements; activations, the caches and
+            smaller tensors stay float32, so the file shrinks less than 4x.
+            The same choices as `export_tflite`. Greedy tokens can differ
+            from the float32 generator's: check `"token_agreement"` with
+            `sample_inputs` (see docs/quantization.md). Defaults to `None`.
 
     Returns:
         A dict with `"path"`, `"quantization"`, `"size_bytes"`,
@@ -510,7 +510,10 @@ def export_generation_tflite(
     Raises:
         ModuleNotFoundError: `ai-edge-litert` is not installed (checked
             before anything is written).
-        ValueError: for an argument of the wrong type or out of range.
+        ValueError: for an argument of the wrong type or out of range, or
+            `sample_inputs` whose shape is not `(batch_size, input_len)`.
+        FileExistsError: with `overwrite=False`, another writer created
+            `path` while this export ran; it is left as that writer left it.
         OSError: the file cannot be written (`path` is left as it was).
 
     Example:
@@ -552,8 +555,8 @@ def export_decode_step_tflite(
     `self_attention_cache` of the step input's shape and feeds the prompt
     one token per step. Only builtin ops are used.
 
-    The files are written to a staging folder next to `directory` and
-    renamed into place together; any failure leaves `directory` as it was.
+    The folder with both files is written next to `directory` and put in
+    place in one step; any failure leaves `directory` as it was.
 
     Args:
         generator: a `keras_transformer_layers.generation.Generator` whose
@@ -567,10 +570,10 @@ def export_decode_step_tflite(
             to `None`.
         overwrite: bool, replace an existing `directory`. Defaults to
             `False`.
-        quantization: `None` (float32 weights) or `"dynamic_int8"` (int8
-            weights for the matrix products, float32 activations and
-            caches), for both files; as in `export_generation_tflite`.
-            Defaults to `None`.
+        quantization: `None` (float32 weights), `"float16"` or
+            `"dynamic_int8"` (int8 weights for the matrix products, float32
+            activations and caches), for both files; as in
+            `export_generation_tflite`. Defaults to `None`.
 
     Returns:
         A dict with `"path"` (the absolute folder), `"quantization"`, and
