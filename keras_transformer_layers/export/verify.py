@@ -163,9 +163,14 @@ def verify_export(artifact, model, inputs, signature=None, num_threads=None):
             f"file. Received: artifact={artifact!r}"
         )
     reference = _reference_outputs(model, inputs, litert_names=is_tflite)
+    return _compare(_pair_outputs(reference, exported))
+
+
+def _compare(pairs):
+    """`max_abs_diff` and `token_agreement` (see `verify_export`) over `(expected, got)` pairs."""
     max_abs_diff = 0.0
     same_tokens, total_tokens = 0, 0
-    for expected, got in _pair_outputs(reference, exported):
+    for expected, got in pairs:
         if expected.shape != got.shape:
             raise ValueError(
                 "An exported output has a different shape from the model's. "
