@@ -63,7 +63,8 @@ def _swap_by_two_renames(new, path):
     try:
         os.rename(new, path)
     except OSError:
-        os.rename(previous, path)  # if this fails too, `aside` keeps it
+        os.rename(previous, path)  # if this fails too, `aside` keeps the previous artifact
+        os.rmdir(aside)
         raise
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -72,7 +73,10 @@ def put_in_place(new, path, overwrite):
     """Moves the artifact `new` to `path` in one step (see the module docstring)."""
     if not overwrite:
         try:
-            os.rename(new, path) if os.path.isdir(new) else os.link(new, path)
+            if os.path.isdir(new):
+                os.rename(new, path)  # onto a non-empty folder: ENOTEMPTY
+            else:
+                os.link(new, path)  # onto anything: EEXIST
         except OSError as error:
             if isinstance(error, (FileExistsError, NotADirectoryError)) or error.errno in (
                 errno.ENOTEMPTY,
@@ -110,7 +114,7 @@ def written_aside(path, overwrite):
     Example:
 
     ```python
-    path = check_output_path("path", path, overwrite)
+    path = check_output_path("path", path, overwrite, kind="folder")
     with written_aside(path, overwrite) as new:
         tf.saved_model.save(module, new)
     ```
