@@ -130,3 +130,96 @@ def test_make_translation_dataset_matches_the_reference(name, cache):
     expected = _reference(pairs, SETTINGS[name])
     assert len(expected) >= 3  # the settings leave several batches to compare
     _assert_same_batches(_as_lists(dataset), expected)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_the_steps_composed_by_hand_match_the_reference(name):
+    settings = SETTINGS[name]
+    pairs = _corpus(seed=1)
+    strings = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs, strict=True))))
+    ids = data.tokenize_pairs(strings, SOURCE, TARGET)
+    packed = data.pack_pairs(
+        ids, settings.get("sequence_length"), settings.get("long_pairs", "drop")
+    )
+    batches = data.padded_batches(
+        data.shift_targets(packed), settings["batch_size"], settings.get("bucket_boundaries")
+    )
+    checked = data.check_batches(batches, SOURCE.vocabulary_size, TARGET.vocabulary_size)
+    _assert_same_batches(_as_lists(checked), _reference(pairs, settings))
+
+
+def test_tokenize_and_pack_one_pair_at_a_time():
+    pairs = _corpus(num_pairs=12, seed=2)
+    strings = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs, strict=True))))
+    ids = list(data.tokenize_pairs(strings, SOURCE, TARGET).as_numpy_iterator())
+    assert [(s.tolist(), t.tolist()) for s, t in ids] == [
+        (_ids(s, SOURCE_CHARACTERS), _ids(t, TARGET_CHARACTERS)) for s, t in pairs
+    ]
+    assert all(s.dtype == np.int32 and t.dtype == np.int32 for s, t in ids)
+    packed = data.pack_pairs(data.tokenize_pairs(strings, SOURCE, TARGET), 5, "clip")
+    for (source, target), (source_text, target_text) in zip(
+        packed.as_numpy_iterator(), pairs, strict=True
+    ):
+        assert source.tolist() == [START, *_ids(source_text, SOURCE_CHARACTERS), END][:5]
+        assert target.tolist() == [START, *_ids(target_text, TARGET_CHARACTERS), END][:5]
+
+
+def test_step_docstring_examples_run():
+    import doctest
+
+    globs = {"tf": tf, "TextTokenizer": data.TextTokenizer, **vars(data)}
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    steps = ("tokenize_pairs", "pack_pairs", "shift_targets", "padded_batches", "check_batches")
+    for step in steps:
+        (test,) = doctest.DocTestFinder(recurse=False).find(getattr(data, step), step, globs=globs)
+        assert test.examples
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+
+
+def test_check_batches_stops_at_a_bad_id_and_an_empty_pass():
+    batches = tf.data.Dataset.from_tensors(
+        ({"encoder_inputs": [[2, 9, 3]], "decoder_inputs": [[2, 4]]}, [[4, 3]])
+    )
+    checked = data.check_batches(batches, source_vocabulary_size=8, target_vocabulary_size=8)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"`encoder_inputs` must hold ids in \[0, source_vocabulary_size\).*\[9\]",
+    ):
+        list(checked.as_numpy_iterator())
+    assert len(list(data.check_batches(batches, 10, 8).as_numpy_iterator())) == 1
+    empty = data.check_batches(batches.take(0), 10, 8, empty_message="nothing came")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="nothing came"):
+        list(empty.as_numpy_iterator())
+
+
+def test_steps_reject_bad_arguments():
+    ids = tf.data.Dataset.from_tensors(([4], [5]))
+    examples = data.shift_targets(data.pack_pairs(ids))
+    strings = tf.data.Dataset.from_tensors(("a", "x"))
+    cases = [
+        (lambda: data.tokenize_pairs(["a"], SOURCE, TARGET), r"`pairs`.*Received: pairs=\['a'\]"),
+        (lambda: data.tokenize_pairs(strings, SOURCE, None), r"`target_tokenizer`.*=None"),
+        (lambda: data.pack_pairs(strings), r"`id_pairs` must be .* integer id"),
+        (lambda: data.pack_pairs(ids, 2), r"`sequence_length`.*Received: sequence_length=2"),
+        (lambda: data.pack_pairs(ids, 4, "cut"), r"`long_pairs`.*Received: long_pairs='cut'"),
+        (lambda: data.shift_targets(strings), r"`packed_pairs`.*Received: packed_pairs="),
+        (lambda: data.padded_batches(ids, 2), r"`examples` must be .*Received: examples="),
+        (lambda: data.padded_batches(examples, 0), r"`batch_size`.*Received: batch_size=0"),
+        (
+            lambda: data.padded_batches(examples, 2, [4, 4]),
+            r"`bucket_boundaries`.*Received: bucket_boundaries=\[4, 4\]",
+        ),
+        (
+            lambda: data.check_batches(examples, 3, 8),
+            r"`source_vocabulary_size` must be greater than 3.*Received: "
+            r"source_vocabulary_size=3",
+        ),
+        (
+            lambda: data.check_batches(examples, 8, 8, empty_message=1),
+            r"`empty_message`.*Received: empty_message=1",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
