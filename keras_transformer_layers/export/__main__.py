@@ -22,7 +22,7 @@ import os
 import sys
 import zipfile
 
-from keras_transformer_layers import tensorflow_notices
+from keras_transformer_layers import _tensorflow_notices as tensorflow_notices
 
 PACKAGE = "keras_transformer_layers"
 
