@@ -35,7 +35,7 @@ def _vocabulary_size(name, value, tokenizer_name, tokenizer):
     return value
 
 
-def _check_shuffle(shuffle_buffer_size, seed, cache):
+def _check_epoch_options(shuffle_buffer_size, seed, cache):
     _validation.check_optional_positive_int("shuffle_buffer_size", shuffle_buffer_size)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
@@ -43,7 +43,7 @@ def _check_shuffle(shuffle_buffer_size, seed, cache):
 
 
 def _count(batches):
-    """The number of batches of one pass (the pass fills a cache before it)."""
+    """Reads one pass of `batches` and returns how many there are."""
     return int(batches.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
@@ -162,7 +162,7 @@ def make_translation_dataset(
     """
     examples = tokenize_pairs(pairs, source_tokenizer, target_tokenizer, keys=keys)
     examples = shift_targets(pack_pairs(examples, sequence_length, long_pairs))
-    _check_shuffle(shuffle_buffer_size, seed, cache)
+    _check_epoch_options(shuffle_buffer_size, seed, cache)
     source_size = _vocabulary_size(
         "source_vocabulary_size", source_vocabulary_size, "source_tokenizer", source_tokenizer
     )
