@@ -36,11 +36,14 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The `dates` TFDS builder is the demo's, in examples/.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,11 +51,11 @@ import sacrebleu  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from synthetic_translation import SyntheticTranslationConfig  # noqa: E402
 
 from keras_transformer_layers.data import END_ID  # noqa: E402
 from keras_transformer_layers.data import PADDING_ID  # noqa: E402
 from keras_transformer_layers.data import START_ID  # noqa: E402
-from keras_transformer_layers.data import SyntheticTranslationConfig  # noqa: E402
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.export import export_generation_tflite  # noqa: E402

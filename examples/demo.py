@@ -23,15 +23,15 @@ Runs offline on a CPU in a few minutes:
 6. draws the cross-attention weights of every head of the last decoder
    block for one date, and the positional-encoding matrix.
 
-The log is quiet: one line per epoch and the demo's own lines, without
-TensorFlow's start-up notices; `--verbose` shows progress bars and notices.
+The log is quiet: one line per epoch and the demo's own lines, without the
+notices TensorFlow writes once it has loaded (its import-time lines show);
+`--verbose` shows progress bars and every notice.
 It exits with a non-zero status when exact match is below `--min-exact-match`
 or an export disagrees with Keras.
 """
 
 import argparse
 import datetime
-import importlib.util
 import json
 import logging
 import os
@@ -114,30 +114,14 @@ def parse_args(argv=None):
     option(
         "--verbose",
         action="store_true",
-        help="Keras' and TFDS' progress bars and TensorFlow's start-up notices, "
+        help="Keras' and TFDS' progress bars and all of TensorFlow's notices, "
         "instead of one line per epoch",
     )
     return parser.parse_args(argv)
 
 
-def filter_tensorflow_notices():
-    """Starts the package's stderr filter of TensorFlow's notices, before TensorFlow loads.
-
-    The module is loaded from its file: importing it through the package would
-    load TensorFlow (through Keras) first, and print the notices it drops.
-    """
-    package = importlib.util.find_spec("keras_transformer_layers")
-    path = os.path.join(package.submodule_search_locations[0], "tensorflow_notices.py")
-    spec = importlib.util.spec_from_file_location("tensorflow_notices", path)
-    notices = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(notices)
-    notices.filter_stderr()
-
-
 if __name__ == "__main__":
     ARGS = parse_args()  # `--help` answers before TensorFlow loads
-    if not ARGS.verbose:
-        filter_tensorflow_notices()
 
 # Read once, when TensorFlow loads.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -147,18 +131,19 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
+from synthetic_translation import SyntheticTranslationConfig  # noqa: E402
+from synthetic_translation import date_forms  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
+from keras_transformer_layers import _tensorflow_notices  # noqa: E402
 from keras_transformer_layers import plotting  # noqa: E402
 from keras_transformer_layers.data import END_ID  # noqa: E402
 from keras_transformer_layers.data import OOV_ID  # noqa: E402
 from keras_transformer_layers.data import PADDING_ID  # noqa: E402
 from keras_transformer_layers.data import START_ID  # noqa: E402
-from keras_transformer_layers.data import SyntheticTranslationConfig  # noqa: E402
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
-from keras_transformer_layers.data.synthetic import date_forms  # noqa: E402
 from keras_transformer_layers.export import export_generation_tflite  # noqa: E402
 from keras_transformer_layers.export import export_saved_model  # noqa: E402
 from keras_transformer_layers.export import text_translation_function  # noqa: E402
@@ -613,4 +598,8 @@ def main(args):
 
 
 if __name__ == "__main__":
+    if not ARGS.verbose:
+        # TensorFlow loaded with the package above, and its import-time lines
+        # are out; the filter drops the notices it writes while it runs.
+        _tensorflow_notices.filter_stderr()
     main(ARGS)

@@ -31,9 +31,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reversal_task import reversal_arrays  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
-from keras_transformer_layers.data.reversal import reversal_arrays  # noqa: E402
 
 
 def make_strategy(name, tpu=None):

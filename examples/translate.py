@@ -46,11 +46,11 @@ import numpy as np  # noqa: E402
 import sacrebleu  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
+from ted_hrlr import load_ted_hrlr  # noqa: E402
 
 import keras_transformer_layers as ktl  # noqa: E402
 from keras_transformer_layers.data import TextTokenizer  # noqa: E402
 from keras_transformer_layers.data import build_vocabulary  # noqa: E402
-from keras_transformer_layers.data import load_ted_hrlr  # noqa: E402
 from keras_transformer_layers.data import make_translation_dataset  # noqa: E402
 from keras_transformer_layers.generation import Generator  # noqa: E402
 from keras_transformer_layers.training import MaskedAccuracy  # noqa: E402

@@ -9,7 +9,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data import SyntheticTranslationConfig
 from keras_transformer_layers.data import TextTokenizer
 from keras_transformer_layers.data import build_vocabulary
 from keras_transformer_layers.data import make_translation_dataset
@@ -17,6 +16,9 @@ from keras_transformer_layers.generation import Generator
 from keras_transformer_layers.training import MaskedAccuracy
 from keras_transformer_layers.training import MaskedSparseCategoricalCrossentropy
 from keras_transformer_layers.training import transformer_adam
+from tests import example_modules
+
+synthetic_translation = example_modules.load("synthetic_translation")
 
 
 def _sources(source, target):
@@ -30,7 +32,7 @@ def _targets(source, target):
 @pytest.mark.slow
 def test_short_dates_training_reaches_exact_match(tmp_path):
     keras.utils.set_random_seed(0)
-    config = SyntheticTranslationConfig(
+    config = synthetic_translation.SyntheticTranslationConfig(
         name="dates_test", task="dates", num_train=6000, num_validation=10, num_test=200
     )
     builder = tfds.builder("synthetic_translation", config=config, data_dir=str(tmp_path))

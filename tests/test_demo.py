@@ -1,7 +1,6 @@
 """The helpers of `examples/demo.py` on a tiny untrained model (no training)."""
 
 import datetime
-import importlib.util
 import pathlib
 import re
 import subprocess
@@ -13,8 +12,8 @@ import tensorflow as tf
 
 import keras_transformer_layers as ktl
 from keras_transformer_layers.data import TextTokenizer
-from keras_transformer_layers.data.synthetic import date_forms
 from keras_transformer_layers.generation import Generator
+from tests import example_modules
 
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 _TEXTS = ["14.08.1941", "Thursday, August 14, 1941", "1 May 2000"]
@@ -22,10 +21,7 @@ _TEXTS = ["14.08.1941", "Thursday, August 14, 1941", "1 May 2000"]
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("examples_demo", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example_modules.load("demo")
 
 
 @pytest.fixture(scope="module")
@@ -101,5 +97,6 @@ def test_date_forms_are_listed(demo, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "from 1941-08-14 to 2099-12-31" in lines[0] and "these 14 forms" in lines[0]
     forms = [line.strip() for line in lines[1:]]
+    date_forms = example_modules.load("synthetic_translation").date_forms
     assert forms == list(date_forms(datetime.date(1941, 8, 14)))
     assert "the 14th of august, 1941" in forms and "14.08.1941" in forms

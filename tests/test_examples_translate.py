@@ -1,15 +1,11 @@
 """examples/translate.py: SacreBLEU scoring with several references, and its options."""
 
-import importlib.util
-import pathlib
-
 import pytest
 import sacrebleu
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "translate.py"
-_spec = importlib.util.spec_from_file_location("examples_translate", _PATH)
-translate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(translate)
+from tests import example_modules
+
+translate = example_modules.load("translate")
 
 
 def test_score_reads_every_reference_of_a_sentence():

@@ -18,8 +18,11 @@ import pytest
 import tensorflow as tf
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data.reversal import reversal_arrays
-from keras_transformer_layers.data.reversal import reversal_dataset
+from tests import example_modules
+
+reversal_task = example_modules.load("reversal_task")
+reversal_arrays = reversal_task.reversal_arrays
+reversal_dataset = reversal_task.reversal_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_layers": 1, "model_dim": 32, "num_heads": 2, "intermediate_dim": 64}
@@ -27,7 +30,13 @@ TINY = {"num_layers": 1, "model_dim": 32, "num_heads": 2, "intermediate_dim": 64
 
 def _subprocess_env():
     env = dict(os.environ)
-    env.update({"PYTHONPATH": ROOT, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "examples")]),
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+    )
     env.pop("TF_CONFIG", None)
     return env
 
@@ -150,7 +159,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
     import keras_transformer_layers as ktl
-    from keras_transformer_layers.data.reversal import reversal_arrays
+    from reversal_task import reversal_arrays
 
     min_length = int(sys.argv[1])
     inputs, targets = reversal_arrays(512, min_length=min_length, max_length=8, seed=5)

@@ -3,10 +3,13 @@ import numpy as np
 import pytest
 
 import keras_transformer_layers as ktl
-from keras_transformer_layers.data.reversal import END_ID
-from keras_transformer_layers.data.reversal import START_ID
-from keras_transformer_layers.data.reversal import reversal_arrays
-from keras_transformer_layers.data.reversal import reversal_dataset
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
+from tests import example_modules
+
+reversal_task = example_modules.load("reversal_task")
+reversal_arrays = reversal_task.reversal_arrays
+reversal_dataset = reversal_task.reversal_dataset
 
 SMALL = {"num_layers": 2, "model_dim": 16, "num_heads": 2, "intermediate_dim": 32}
 

@@ -1,9 +1,13 @@
-"""Datasets (TFDS builders), tokenizers and tf.data pipelines for translation.
+"""The Tatoeba TFDS builder, tokenizers and the tf.data pipeline for translation.
 
-Importing this package registers the TFDS builders `synthetic_translation`
-and `spa_eng`. Needs the `data` extra (tensorflow-datasets). The opt-in
-SentencePiece tokenizer is `keras_transformer_layers.data.subword` (the
-`subword` extra), imported on its own.
+Importing this package registers the TFDS builder `spa_eng` and the
+`TextTokenizer` layer. Needs the `data` extra (tensorflow-datasets). The
+opt-in SentencePiece tokenizer is `keras_transformer_layers.data.subword`
+(the `subword` extra), imported on its own.
+
+The pipeline's steps compose: `tokenize_pairs`, `pack_pairs` and
+`shift_targets` map one pair at a time, `padded_batches` and `check_batches`
+work on batches, and `make_translation_dataset` composes them all.
 """
 
 try:
@@ -15,11 +19,13 @@ except ImportError as error:
         name="tensorflow_datasets",
     ) from error
 
+from keras_transformer_layers.data.batches import check_batches
+from keras_transformer_layers.data.batches import padded_batches
+from keras_transformer_layers.data.pairs import pack_pairs
+from keras_transformer_layers.data.pairs import shift_targets
+from keras_transformer_layers.data.pairs import tokenize_pairs
 from keras_transformer_layers.data.pipeline import make_translation_dataset
 from keras_transformer_layers.data.spa_eng import SpaEng
-from keras_transformer_layers.data.synthetic import SyntheticTranslation
-from keras_transformer_layers.data.synthetic import SyntheticTranslationConfig
-from keras_transformer_layers.data.ted import load_ted_hrlr
 from keras_transformer_layers.data.tokenizer import END_ID
 from keras_transformer_layers.data.tokenizer import OOV_ID
 from keras_transformer_layers.data.tokenizer import PADDING_ID
@@ -34,11 +40,13 @@ __all__ = [
     "PADDING_ID",
     "START_ID",
     "SpaEng",
-    "SyntheticTranslation",
-    "SyntheticTranslationConfig",
     "TextTokenizer",
     "Tokenizer",
     "build_vocabulary",
-    "load_ted_hrlr",
+    "check_batches",
     "make_translation_dataset",
+    "pack_pairs",
+    "padded_batches",
+    "shift_targets",
+    "tokenize_pairs",
 ]

@@ -58,6 +58,31 @@ MODEL_TYPES = ("bpe", "unigram")
 _PIECES = ("<pad>",) + RESERVED_TOKENS[1:]
 
 
+def _read_sentences(texts):
+    """`texts` as a list of `str` sentences, each checked: UTF-8, no line break."""
+    sentences = []
+    for index, text in enumerate(text_dataset(texts).as_numpy_iterator()):
+        try:
+            sentence = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"`texts` must hold UTF-8 text. Received: texts[{index}]={text!r}, "
+                "which is not valid UTF-8"
+            ) from None
+        if "\n" in sentence or "\r" in sentence:
+            raise ValueError(
+                "Every entry of `texts` must be one sentence without line breaks. "
+                f"Received: texts[{index}]={sentence!r}"
+            )
+        sentences.append(sentence)
+    if not sentences:
+        raise ValueError(
+            "`texts` holds no strings, so no vocabulary can be trained. Pass the "
+            "training sentences. Received: texts with 0 elements"
+        )
+    return sentences
+
+
 def train_sentencepiece(texts, vocabulary_size, model_type="bpe", character_coverage=1.0):
     """Trains a SentencePiece model on training sentences; returns its proto.
 
@@ -112,26 +137,7 @@ def train_sentencepiece(texts, vocabulary_size, model_type="bpe", character_cove
             "`character_coverage` must be in (0, 1]. "
             f"Received: character_coverage={character_coverage!r}"
         )
-    sentences = []
-    for index, text in enumerate(text_dataset(texts).as_numpy_iterator()):
-        try:
-            sentence = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"`texts` must hold UTF-8 text. Received: texts[{index}]={text!r}, "
-                "which is not valid UTF-8"
-            ) from None
-        if "\n" in sentence or "\r" in sentence:
-            raise ValueError(
-                "Every entry of `texts` must be one sentence without line breaks. "
-                f"Received: texts[{index}]={sentence!r}"
-            )
-        sentences.append(sentence)
-    if not sentences:
-        raise ValueError(
-            "`texts` holds no strings, so no vocabulary can be trained. Pass the "
-            "training sentences. Received: texts with 0 elements"
-        )
+    sentences = _read_sentences(texts)
     model = io.BytesIO()
     try:
         sentencepiece.SentencePieceTrainer.train(

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import zipfile
 
-from keras_transformer_layers import tensorflow_notices
+from keras_transformer_layers import _tensorflow_notices as tensorflow_notices
 from keras_transformer_layers.export import _checks
 
 PACKAGE = "keras_transformer_layers"

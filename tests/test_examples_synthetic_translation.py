@@ -4,8 +4,10 @@ import re
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_transformer_layers.data import synthetic
-from keras_transformer_layers.data.synthetic import SyntheticTranslationConfig
+from tests import example_modules
+
+synthetic = example_modules.load("synthetic_translation")
+SyntheticTranslationConfig = synthetic.SyntheticTranslationConfig
 
 
 def _config(task, name=None):

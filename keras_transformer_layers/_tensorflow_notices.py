@@ -1,14 +1,10 @@
-"""Drops TensorFlow's known start-up notices from stderr, passes every other line.
+"""Drops TensorFlow's known notices from stderr, passes every other line.
 
-On a CPU-only machine TensorFlow 2.21 writes these lines to stderr, and no
+A private helper of `python -m keras_transformer_layers.export` and
+`examples/demo.py`, not part of the public API. On a CPU-only machine
+TensorFlow 2.21 writes these lines to stderr after it has loaded, and no
 setting hides them without hiding real errors too:
 
-- `WARNING: All log messages before absl::InitializeLog() ...`, then
-  `I0000 ... port.cc] oneDNN custom operations are on ...` and
-  `I0000 ... cudart_stub.cc] Could not find cuda drivers ...`, twice, while
-  `import tensorflow` runs: they come before TensorFlow reads
-  `TF_CPP_MIN_LOG_LEVEL`, so no level hides them (`TF_ENABLE_ONEDNN_OPTS=0`
-  hides the first by turning oneDNN off, which changes the computation);
 - `E0000 ... cuda_platform.cc] failed call to cuInit: ... UNKNOWN ERROR (303)`
   when the first op runs, and `E0000 ... util.cc] oneDNN supports DT_BOOL
   only on platforms with AVX-512 ...` at the first graph that uses one: only
@@ -16,10 +12,14 @@ setting hides them without hiding real errors too:
   logs;
 - `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` from LiteRT.
 
+The notices of `import tensorflow` itself come before any code of this
+package runs (importing the package imports Keras, and with it TensorFlow),
+so they are not filtered.
+
 `filter_stderr` points the process' stderr (file descriptor 2, so C++ writes
 too) at a small child process that copies every line but those to the real
 stderr. The child reads until the last writer closes, so a crash loses no
-line. Stdlib only: `examples/demo.py` starts it before importing TensorFlow.
+line.
 """
 
 import atexit
@@ -29,10 +29,6 @@ import sys
 
 # One regular expression per notice above; a line is dropped when one matches it whole.
 NOTICES = (
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    r"I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. .*",
-    r"I\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your "
-    r"machine, GPU will not be used\.",
     r"E\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit: INTERNAL: CUDA "
     r"error: Failed call to cuInit: UNKNOWN ERROR \(303\)",
     r"E\d{4} [\d:.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_[A-Z0-9]+ only on platforms "
@@ -55,19 +51,10 @@ for line in sys.stdin.buffer:
 def filter_stderr():
     """Sends stderr through a child process that drops the `NOTICES` lines.
 
-    Call it before `import tensorflow` to catch the import-time notices too.
     At exit stderr is restored and the child is given the rest to copy.
 
     Returns:
         The child `subprocess.Popen`.
-
-    Example:
-
-    ```python
-    from keras_transformer_layers import tensorflow_notices
-
-    tensorflow_notices.filter_stderr()
-    ```
     """
     sys.stderr.flush()
     real_stderr = os.dup(2)

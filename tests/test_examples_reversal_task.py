@@ -3,7 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from keras_transformer_layers.data import reversal
+from tests import example_modules
+
+reversal = example_modules.load("reversal_task")
 
 
 def test_reversal_hand_properties():

@@ -2,20 +2,20 @@
 
 The target is the source read backwards. Solving it needs attention from every
 target position to a different source position, so it exercises the whole
-encoder-decoder, masks included, in seconds on a CPU.
+encoder-decoder, masks included, in seconds on a CPU. The data of
+`examples/train_distributed.py` and of the tests that train a small model.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from keras_transformer_layers import _validation
-from keras_transformer_layers.data.tokenizer import END_ID
-from keras_transformer_layers.data.tokenizer import RESERVED_TOKENS
-from keras_transformer_layers.data.tokenizer import START_ID
+from keras_transformer_layers.tokens import END_ID
+from keras_transformer_layers.tokens import START_ID
 
-# The package's id layout (see `tokenizer`): 0 padding, 1 unknown, 2 start,
-# 3 end; the reversal tokens come after the reserved ids.
-FIRST_TOKEN_ID = len(RESERVED_TOKENS)
+# The package's id layout (`keras_transformer_layers.tokens`): 0 padding,
+# 1 unknown, 2 start, 3 end; the reversal tokens come after the reserved ids.
+FIRST_TOKEN_ID = END_ID + 1
 
 
 def reversal_arrays(num_examples, vocabulary_size=16, min_length=3, max_length=10, seed=0):

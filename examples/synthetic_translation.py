@@ -1,5 +1,8 @@
 """Offline, deterministic synthetic translation tasks as a TFDS builder.
 
+The data of `examples/demo.py`; importing this module registers the builder
+`synthetic_translation`. Scripts in `examples/` import it as a sibling module.
+
 Two tasks, each a TFDS builder config of `SyntheticTranslation`:
 
 - `dates`: a calendar date written in one of many human-readable surface forms
@@ -18,6 +21,7 @@ NumPy generator only, so two builds give the same examples.
 
 import dataclasses
 import datetime
+import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -109,7 +113,7 @@ def date_forms(date):
 
     ```python
     import datetime
-    from keras_transformer_layers.data.synthetic import date_forms
+    from synthetic_translation import date_forms
 
     date_forms(datetime.date(1941, 8, 14))[:2]
     # ('Thursday, August 14, 1941', 'August 14, 1941')
@@ -257,13 +261,16 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
 
     ```python
     import tensorflow_datasets as tfds
-    import keras_transformer_layers.data  # registers the builder
+    import synthetic_translation  # registers the builder
 
     train = tfds.load("synthetic_translation/dates", split="train",
                       data_dir="/tmp/tfds")
     ```
     """
 
+    # TFDS reads a builder's metadata files from its package; this module is
+    # a script's sibling, not in a package, so name its folder.
+    pkg_dir_path = pathlib.Path(__file__).resolve().parent
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [

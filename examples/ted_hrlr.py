@@ -1,4 +1,7 @@
-"""The TensorFlow tutorial's `ted_hrlr_translate/pt_to_en`, without retry loops."""
+"""The TensorFlow tutorial's `ted_hrlr_translate/pt_to_en`, without retry loops.
+
+The TED data of `examples/translate.py --dataset ted`.
+"""
 
 import socket
 import urllib.parse

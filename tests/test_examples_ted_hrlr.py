@@ -5,7 +5,9 @@ import tensorflow_datasets as tfds
 
 from keras_transformer_layers.data import TextTokenizer
 from keras_transformer_layers.data import make_translation_dataset
-from keras_transformer_layers.data import ted
+from tests import example_modules
+
+ted = example_modules.load("ted_hrlr")
 
 
 def test_not_prepared_fails_fast_with_instructions(tmp_path):
