@@ -8,6 +8,8 @@ from keras_transformer_layers.generation import Generator
 from keras_transformer_layers.generation import Sampling
 from tests.generation_fixtures import small_model
 
+pytestmark = pytest.mark.backend_neutral
+
 VOCABULARY_SIZE = 20
 MAX_LENGTH = 6  # decoder positions, the start token or the prompt included
 # Sources of 1 to 7 tokens and prompts of 1 to 5, with padding beyond the longest.
