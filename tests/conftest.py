@@ -1,4 +1,5 @@
 import ast
+import functools
 import gc
 import importlib.util
 import os
@@ -26,6 +27,7 @@ EXTRA_OF_MODULE = {
 REQUIRE_EXTRAS = os.environ.get("KTL_REQUIRE_EXTRAS") == "1"
 
 
+@functools.cache
 def declares_backend_neutral(path):
     """Whether the test file's module-level `pytestmark` holds `pytest.mark.backend_neutral`.
 

@@ -332,7 +332,7 @@ def test_functional_models_reject_bad_wiring_at_build_time():
         encoder(keras.Input((None, 16)))
     with pytest.raises(ValueError, match="`inputs` must be a floating-point.*inputs.dtype=int32"):
         ktl.TransformerEncoderBlock(**BLOCK_ARGS)(keras.Input((None, 8), dtype="int32"))
-    with pytest.raises(ValueError, match=re.escape("Received: mask.shape=(None, 3)")):
+    with pytest.raises(ValueError, match=rf"Received: mask\.shape=\({UNKNOWN}, 3\)"):
         ktl.TransformerEncoderBlock(**BLOCK_ARGS)(
             keras.Input((5, 8)), mask=keras.Input((3,), dtype="bool")
         )
