@@ -45,7 +45,12 @@ $(JAX_STAMP): $(WHEELHOUSE_STAMP)
 demo: $(STAMP) ## Train and export the date-translation demo into artifacts/ (DEMO_ARGS=--verbose for bars).
 	$(PY) examples/demo.py --output-dir artifacts $(DEMO_ARGS)
 
-test: lint docs test-tensorflow test-jax test-wheel ## Lint, the docs site, the suite on TensorFlow and on JAX, the wheel.
+# Every stage runs even when an earlier one fails; a table at the end gives each
+# stage's result and time, and `make test` fails if any stage failed.
+TEST_STAGES := lint docs test-tensorflow test-jax test-wheel
+
+test: $(STAMP) $(JAX_STAMP) ## Lint, the docs site, the suite on TensorFlow and on JAX, the wheel; each reported.
+	@$(PY) tools/run_stages.py $(MAKE) $(TEST_STAGES)
 
 # Two workers on two cores, one compute thread each: TensorFlow's and XLA's thread
 # pools otherwise start one thread per core in every worker and the workers
@@ -53,11 +58,14 @@ test: lint docs test-tensorflow test-jax test-wheel ## Lint, the docs site, the 
 ONE_THREAD := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
 	XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
 
+# .venv has every extra, so KTL_REQUIRE_EXTRAS=1 (tests/conftest.py) makes a test
+# that would skip for a missing extra fail instead: no skip hides a failure here.
 test-tensorflow: $(STAMP) ## The test suite on TensorFlow, two workers.
-	$(ONE_THREAD) $(PY) -m pytest -q -n 2 --dist loadfile
+	$(ONE_THREAD) KTL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
-# The backend-neutral test files (`pytestmark = pytest.mark.backend_neutral`)
-# on JAX; pytest exits 5, a failure, if it selects no test at all.
+# The test files marked `pytestmark = pytest.mark.backend_neutral` on JAX
+# (tests/conftest.py collects no other file there); pytest exits 5, a failure,
+# if it selects no test at all.
 test-jax: $(JAX_STAMP) ## The backend-neutral test files on JAX, without TensorFlow.
 	$(ONE_THREAD) KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist loadfile -m backend_neutral
 

@@ -46,9 +46,8 @@ def check_archives(dist_dir):
         shipped = sorted({name.split("/")[0] for name in names} & set(NOT_SHIPPED))
         if shipped:
             fail(f"the {archive} contains {shipped}")
-    for required in (f"{PACKAGE}/py.typed", f"{PACKAGE}/__init__.py"):
-        if required not in wheel_names:
-            fail(f"the wheel lacks {required}")
+    if f"{PACKAGE}/__init__.py" not in wheel_names:
+        fail(f"the wheel lacks {PACKAGE}/__init__.py")
     if not any(name.endswith(".dist-info/licenses/LICENSE") for name in wheel_names):
         fail("the wheel lacks its LICENSE")
     if "LICENSE" not in sdist_names:
@@ -61,8 +60,6 @@ def check_installed_without_extras():
     location = pathlib.Path(ktl.__file__).resolve()
     if pathlib.Path(sys.prefix).resolve() not in location.parents:
         fail(f"imported {location}, not the copy installed in {sys.prefix}")
-    if not (location.parent / "py.typed").is_file():
-        fail("py.typed is not installed")
     if importlib.metadata.version(DISTRIBUTION) != ktl.__version__:
         fail("the installed metadata and `__version__` differ")
     if importlib.metadata.metadata(DISTRIBUTION)["License-Expression"] != "Apache-2.0":

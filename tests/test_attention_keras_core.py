@@ -9,7 +9,7 @@ from tests import numpy_reference as ref
 from tests.layer_weights import attention_params
 from tests.layer_weights import randomize
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 
 def _numpy(tensor):
@@ -267,10 +267,10 @@ def test_every_keras_argument_gives_the_keras_result_eagerly_and_functionally(se
     np.testing.assert_allclose(_numpy(output), _numpy(expected), atol=1e-5)
     np.testing.assert_allclose(_numpy(scores), _numpy(expected_scores), atol=1e-6)
     # Without scores Keras runs its fused kernel where it can: the same result.
+    # (Compared with Keras' result with scores: Keras' own fused call fails on
+    # JAX when `value_dim` differs from `key_dim`.)
     np.testing.assert_allclose(
-        _numpy(ours(query, value, **call_kwargs)),
-        _numpy(theirs(query, value, **call_kwargs)),
-        atol=1e-5,
+        _numpy(ours(query, value, **call_kwargs)), _numpy(expected), atol=1e-5
     )
     inputs = [keras.Input(query_shape[1:]), keras.Input(value_shape[1:])]
     symbolic = ours(*inputs, **call_kwargs)

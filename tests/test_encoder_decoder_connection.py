@@ -9,7 +9,7 @@ from tests import numpy_reference as ref
 from tests.layer_weights import block_params
 from tests.layer_weights import randomize
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 KWARGS = {"num_layers": 2, "num_heads": 2, "intermediate_dim": 16, "layer_norm_epsilon": 1e-5}
 NORMS = pytest.mark.parametrize("normalize_first", [False, True], ids=["post_norm", "pre_norm"])

@@ -17,7 +17,7 @@ from tests.generation_fixtures import small_model
 from tests.layer_weights import attention_params
 from tests.layer_weights import randomize
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 
 def _attention(query):

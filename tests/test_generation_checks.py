@@ -17,7 +17,7 @@ from keras_transformer_layers.models import CachedDecoding
 from tests.generation_fixtures import recompute_greedy
 from tests.generation_fixtures import small_model
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 JIT = pytest.mark.parametrize(
     "jit_compile",

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ElementTree
 import keras
 import pytest
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 KERAS_TEST = os.path.join(
     os.path.dirname(keras.__file__), "src", "layers", "attention", "multi_head_attention_test.py"

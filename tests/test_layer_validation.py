@@ -17,7 +17,7 @@ import pytest
 
 import keras_transformer_layers as ktl
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 TENSORFLOW_ONLY = pytest.mark.skipif(
     keras.config.backend() != "tensorflow",
@@ -210,8 +210,12 @@ def test_add_norm_rejects_broadcasting_and_other_shapes(mode):
         run_in(mode, layer, floats(2, 4, 8), np.ones((2, 4, 8), "int32"))
 
 
+# An unknown dimension of a symbolic input: None, or on JAX a symbolic dimension.
+UNKNOWN = "(None|dynamic_dimension)"
+
+
 def test_add_norm_rejects_broadcasting_in_a_functional_model():
-    with pytest.raises(ValueError, match=re.escape("Received: sublayer_output.shape=(None, 1, 8)")):
+    with pytest.raises(ValueError, match=rf"Received: sublayer_output\.shape=\({UNKNOWN}, 1, 8\)"):
         ktl.AddNorm()(keras.Input((4, 8)), keras.Input((1, 8)))
 
 
@@ -324,11 +328,11 @@ def test_functional_models_reject_bad_wiring_at_build_time():
     source = keras.Input((None, 8))
     encoder = ktl.TransformerEncoder(**STACK_ARGS)
     encoder(source)
-    with pytest.raises(ValueError, match=re.escape("Received: inputs.shape=(None, None, 16)")):
+    with pytest.raises(ValueError, match=rf"Received: inputs\.shape=\({UNKNOWN}, {UNKNOWN}, 16\)"):
         encoder(keras.Input((None, 16)))
     with pytest.raises(ValueError, match="`inputs` must be a floating-point.*inputs.dtype=int32"):
         ktl.TransformerEncoderBlock(**BLOCK_ARGS)(keras.Input((None, 8), dtype="int32"))
-    with pytest.raises(ValueError, match=re.escape("Received: mask.shape=(None, 3)")):
+    with pytest.raises(ValueError, match=rf"Received: mask\.shape=\({UNKNOWN}, 3\)"):
         ktl.TransformerEncoderBlock(**BLOCK_ARGS)(
             keras.Input((5, 8)), mask=keras.Input((3,), dtype="bool")
         )

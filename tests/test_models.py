@@ -394,33 +394,6 @@ def test_file_saved_by_the_class_on_tensorflow_loads_with_the_same_outputs(kind)
     _assert_equal_at_real_positions(_cached_logits(model, prefill=2), expected)
 
 
-def test_legacy_functional_file_gets_the_interface_and_converts_to_the_class():
-    """A `.keras` file of the plain functional model (before the classes) loads as
-    a plain functional model: `CachedDecoding` over its layers gives it the
-    interface, and its weights load into the class in the same order."""
-    io = np.load(FIXTURES / "legacy_io.npz")
-    legacy = keras.models.load_model(FIXTURES / "legacy_postnorm.keras")
-    source, target = io["encoder_inputs"], io["decoder_inputs"]
-    real = target != 0
-    interface = ktl.CachedDecoding(
-        encoder_embedding=legacy.get_layer("encoder_embedding"),
-        encoder=legacy.get_layer("encoder"),
-        decoder_embedding=legacy.get_layer("decoder_embedding"),
-        decoder=legacy.get_layer("decoder"),
-        logits=legacy.get_layer("logits"),
-    )
-    state = interface.call_encoder(source)
-    cache = interface.initial_cache(*target.shape)
-    logits, _ = interface.call_decoder_with_cache(target, 0, cache, state)
-    np.testing.assert_allclose(_numpy(logits)[real], io["postnorm_logits"][real], atol=1e-5)
-    model = ktl.build_transformer(
-        20, 24, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32
-    )
-    model.set_weights(legacy.get_weights())
-    converted = model({"encoder_inputs": source, "decoder_inputs": target})
-    np.testing.assert_allclose(_numpy(converted), io["postnorm_logits"], atol=1e-5)
-
-
 def test_clone_model_and_from_config_copy_the_model():
     model = _seq2seq()
     clone = keras.models.clone_model(model)

@@ -1,6 +1,9 @@
 import keras
+import pytest
 
 import keras_transformer_layers as ktl
+
+pytestmark = pytest.mark.backend_neutral
 
 EXPECTED = {
     "AddNorm",

@@ -10,7 +10,7 @@ import pytest
 
 import keras_transformer_layers as ktl
 
-pytestmark = pytest.mark.backend_neutral_by_hand
+pytestmark = pytest.mark.backend_neutral
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

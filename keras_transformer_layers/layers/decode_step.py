@@ -9,9 +9,10 @@ that make a step fast:
 - the projections as plain 2-D matrix products of the same kernels, viewed
   as `(dim, heads * size)` and `(heads * value_dim, dim)`; a self-attention
   step (`query`, `value` and `key` the same tensor) computes its query, key
-  and value in one product. At one token per row that is several times
-  faster than the `EinsumDense` calls on TensorFlow, with and without XLA
-  (docs/generation.md); quantized projections keep their own call;
+  and value in one product. At one token per row these are plain
+  matrix-vector products, which TensorFlow runs faster than `EinsumDense`
+  on the 3-D kernels, with and without XLA (docs/results.md); quantized
+  projections keep their own call;
 - on TensorFlow, one query position (the usual step) as elementwise products
   and sums over the cached keys and values in their stored layout, which XLA
   fuses with the mask and the cache write, reading each cached tensor once;
@@ -264,7 +265,7 @@ def _one_query_attention(attention, query, key, value, mask):
     The matrix-product form has `heads` as a batch axis, so it first copies
     the keys and values into a heads-major layout at every step: slower on
     TensorFlow (with and without XLA), faster under JAX's XLA, measured with
-    benchmarks/decode.py (docs/generation.md). The logits and the softmax are
+    benchmarks/decode.py (docs/results.md). The logits and the softmax are
     float32, as in the layer's own path.
 
     Args:

@@ -307,7 +307,8 @@ class PositionalEmbedding(keras.layers.Layer):
         """
         if not isinstance(start_index, int):
             start_index = _validation.concrete_value(start_index)
-        if seq_len is None or start_index is None:
+        # An unknown length is None, or on JAX a symbolic dimension.
+        if not isinstance(seq_len, int) or start_index is None:
             return
         end = int(start_index) + seq_len
         if end > self.sequence_length:

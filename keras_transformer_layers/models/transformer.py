@@ -190,9 +190,8 @@ class Seq2SeqTransformer(CachedDecodingMixin, TokenIdInputsMixin, keras.Model):
             "dtype": policy,
         }
         # === Layers and functional graph ===
-        # Created in graph order, as the functional `build_transformer` always
-        # did: layers draw seeds when created, so a seeded model starts from
-        # the same weights as before.
+        # Created in graph order (encoder side first): layers draw seeds when
+        # created, so this order fixes the weights a seeded model starts from.
         encoder_inputs = keras.Input((None,), dtype="int32", name="encoder_inputs")
         decoder_inputs = keras.Input((None,), dtype="int32", name="decoder_inputs")
         # The one embedding of a shared vocabulary is named for the decoder.
