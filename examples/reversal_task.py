@@ -7,7 +7,6 @@ encoder-decoder, masks included, in seconds on a CPU. The data of
 """
 
 import numpy as np
-import tensorflow as tf
 
 from keras_transformer_layers import _validation
 from keras_transformer_layers.tokens import END_ID
@@ -88,6 +87,8 @@ def reversal_dataset(num_examples, batch_size=64, shuffle=True, **kwargs):
     Returns:
         A `tf.data.Dataset` yielding `({"encoder_inputs", "decoder_inputs"}, target_out)`.
     """
+    import tensorflow as tf  # here, so that `reversal_arrays` works on any backend
+
     _validation.check_positive_int("batch_size", batch_size)
     _validation.check_bool("shuffle", shuffle)
     inputs, target_out = reversal_arrays(num_examples, **kwargs)

@@ -23,11 +23,13 @@ from keras_transformer_layers.generation import strategies
 from keras_transformer_layers.models import CachedDecoding
 from keras_transformer_layers.tokens import END_ID
 from keras_transformer_layers.tokens import START_ID
+from tests import example_modules
 
 VOCABULARY_SIZE = 16
 MAX_SOURCE_LENGTH = 8
-FIRST_TOKEN = 4  # ids 0-3 are reserved (padding, unknown, start, end)
 TRAINED_MODEL_PATH = pathlib.Path(__file__).parent / "fixtures" / "reversal_trained.keras"
+
+reversal_task = example_modules.load("reversal_task")
 
 
 def interface_of(model):
@@ -43,20 +45,12 @@ def interface_of(model):
     )
 
 
-def reversal_arrays(num_examples, seed, min_length=3, max_source_length=MAX_SOURCE_LENGTH):
-    """Sources (ids 4-15, padded with 0), decoder inputs and targets of the reversal task."""
-    rng = np.random.default_rng(seed)
-    source = np.zeros((num_examples, max_source_length), "int32")
-    decoder_inputs = np.zeros((num_examples, max_source_length + 1), "int32")
-    target = np.zeros((num_examples, max_source_length + 1), "int32")
-    for row, length in enumerate(rng.integers(min_length, max_source_length + 1, num_examples)):
-        tokens = rng.integers(FIRST_TOKEN, VOCABULARY_SIZE, length)
-        source[row, :length] = tokens
-        decoder_inputs[row, 0] = START_ID
-        decoder_inputs[row, 1 : length + 1] = tokens[::-1]
-        target[row, :length] = tokens[::-1]
-        target[row, length] = END_ID
-    return source, decoder_inputs, target
+def reversal_arrays(num_examples, seed):
+    """Sources (ids 4-15, 3 to 8 tokens, padded with 0), decoder inputs and targets."""
+    inputs, target = reversal_task.reversal_arrays(
+        num_examples, VOCABULARY_SIZE, max_length=MAX_SOURCE_LENGTH, seed=seed
+    )
+    return inputs["encoder_inputs"], inputs["decoder_inputs"], target
 
 
 def train_reversal_model(num_layers, num_examples, epochs, learning_rate, verbose=0):
@@ -170,15 +164,20 @@ def small_model(
 
 
 def full_logits(model, source, decoder_inputs):
-    """The full model's float64 logits; `source=None` for a decoder-only model."""
+    """The full model's float64 logits; `source=None` for a decoder-only model.
+
+    On JAX the model runs through `predict_on_batch`, compiled once per input
+    shape: called eagerly, JAX compiles each of its operations separately for
+    every new shape, which took most of the time of the generation tests there.
+    """
     decoder_inputs = np.asarray(decoder_inputs, "int32")
     if source is None:
-        outputs = model(decoder_inputs)
+        inputs = decoder_inputs
     else:
-        outputs = model(
-            {"encoder_inputs": np.asarray(source, "int32"), "decoder_inputs": decoder_inputs}
-        )
-    return ops.convert_to_numpy(outputs).astype("float64")
+        inputs = {"encoder_inputs": np.asarray(source, "int32"), "decoder_inputs": decoder_inputs}
+    if keras.config.backend() == "jax":
+        return np.asarray(model.predict_on_batch(inputs), "float64")
+    return ops.convert_to_numpy(model(inputs)).astype("float64")
 
 
 def log_softmax(logits):
