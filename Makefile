@@ -56,23 +56,29 @@ test: $(STAMP) $(JAX_STAMP) ## Lint, the docs site, the suite on TensorFlow and 
 # pools otherwise start one thread per core in every worker and the workers
 # oversubscribe the cores (the same tests took 17% longer in wall time).
 # The tests compile hundreds of small XLA programs and run each a few times, so
-# XLA's LLVM optimisation passes cost more than they save (docs/results.md gives
-# the times with and without them). They change the machine code, not the
-# operations (at most the rounding order of a reduction): every numeric bound of
-# the tests comes from the maths, not from one compilation.
+# compiling costs more than running: XLA's LLVM optimisation passes and its
+# newer fusion emitters (code generation through MLIR) cost more than they save
+# (docs/results.md gives the times with and without them). Both choose the
+# machine code, not the operations (at most the rounding order of a reduction or
+# the last bit of a transcendental): every numeric bound of the tests comes from
+# the maths, not from one compilation.
 TEST_THREADS := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
-	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0"
+	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0 \
+	--xla_cpu_use_fusion_emitters=false"
 
+# Work stealing: each worker starts on half of the tests and takes tests from the
+# other's queue when its own runs out, so no worker idles while a long file runs.
+#
 # .venv has every extra, so KTL_REQUIRE_EXTRAS=1 (tests/conftest.py) makes a test
 # that would skip for a missing extra fail instead: no skip hides a failure here.
 test-tensorflow: $(STAMP) ## The test suite on TensorFlow, two workers.
-	$(TEST_THREADS) KTL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+	$(TEST_THREADS) KTL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
 # The test files marked `pytestmark = pytest.mark.backend_neutral` on JAX
 # (tests/conftest.py collects no other file there); pytest exits 5, a failure,
 # if it selects no test at all.
 test-jax: $(JAX_STAMP) ## The backend-neutral test files on JAX, without TensorFlow.
-	$(TEST_THREADS) KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist loadfile -m backend_neutral
+	$(TEST_THREADS) KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist worksteal -m backend_neutral
 
 # The HTML site (docs/ pages and the API reference from the docstrings) in site/;
 # --strict turns every warning (a broken link, a malformed docstring) into a failure.
