@@ -1,5 +1,6 @@
 """`Seq2SeqTransformer`, `TransformerLM` and `CachedDecoding`: the cached interface equals the full model."""
 
+import functools
 import math
 import pathlib
 
@@ -428,6 +429,48 @@ def test_lm_fits_and_evaluates_with_the_package_loss_and_metric():
     np.testing.assert_allclose(
         results["masked_accuracy"], (logits.argmax(-1) == labels)[real].mean(), rtol=1e-6
     )
+
+
+def _counting(function, calls):
+    """`function`, appending its arguments to `calls` at each call (a trace, in a compiled step)."""
+
+    def counted(*args):
+        calls.append(args)
+        return function(*args)
+
+    return counted
+
+
+@pytest.mark.parametrize("entry, kind", [("fit", "seq2seq"), ("train_on_batch", "lm")])
+def test_the_first_training_call_traces_the_step_once_and_trains_as_keras_does(entry, kind):
+    """The optimizer is built before the step is traced; the training is Keras' own."""
+    if kind == "seq2seq":
+        inputs = {"encoder_inputs": SOURCE, "decoder_inputs": TARGET}
+    else:
+        inputs = TARGET
+    labels = np.array([[4, 5, 6, 3, 0, 0], [7, 8, 9, 10, 11, 3]], "int32")
+    losses = {}
+    for way in ("ours", "keras"):
+        keras.utils.set_random_seed(0)
+        model = BUILDERS[kind](dropout=0.0, num_layers=1)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=MaskedSparseCategoricalCrossentropy(),
+            jit_compile=keras.config.backend() == "jax",  # XLA would take most of the time on TF
+        )
+        traces = []
+        model.train_step = _counting(model.train_step, traces)
+        # `keras.Model`'s method runs Keras' own training, without the model class's overrides.
+        train = getattr(model, entry) if way == "ours" else getattr(keras.Model, entry)
+        train = train if way == "ours" else functools.partial(train, model)
+        if entry == "fit":
+            losses[way] = train(inputs, labels, epochs=3, verbose=0).history["loss"]
+        else:
+            losses[way] = [float(train(inputs, labels)) for _ in range(3)]
+        if way == "ours":
+            assert len(traces) == 1
+    assert losses["ours"][-1] < losses["ours"][0]
+    np.testing.assert_array_equal(losses["ours"], losses["keras"])
 
 
 # --- Float ids are refused, not truncated -------------------------------------------------

@@ -1,5 +1,6 @@
 """`make test`'s stage runner (tools/run_stages.py) runs every stage and reports each."""
 
+import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -45,6 +46,18 @@ def test_a_failed_stage_does_not_stop_the_later_ones_and_fails_the_run(tmp_path)
     ]
     assert "(exit status 2)" in table[1]  # make's status for a failed recipe
     assert "failed: broken " in table[3]
+
+
+def test_times_are_rounded_to_whole_seconds_before_they_are_split():
+    spec = importlib.util.spec_from_file_location("run_stages", RUNNER)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    # 839.6 s is 13 min 59.6 s: rounded, 14 min 0 s, never "13 min 60 s".
+    assert runner.minutes_and_seconds(839.6).split() == ["14", "min", "0", "s"]
+    assert runner.minutes_and_seconds(59.4).split() == ["0", "min", "59", "s"]
+    table = runner.summary([("a", 0, 839.6), ("b", 2, 0.5)]).splitlines()
+    assert table[2].split()[-4:] == ["14", "min", "0", "s"]
+    assert table[-1].split()[-4:] == ["14", "min", "0", "s"]  # 840.1 s in all
 
 
 def test_every_stage_passing_passes_the_run(tmp_path):

@@ -20,16 +20,22 @@ def run(make, stages):
     return results
 
 
+def minutes_and_seconds(seconds):
+    """`seconds` rounded to whole seconds, as `"M min SS s"` (right-aligned)."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes:3d} min {rest:2d} s"
+
+
 def summary(results):
     """The table printed at the end: stage, result and wall time, then the total."""
     lines = ["", "== make test: every stage =="]
     for stage, status, seconds in results:
         result = "passed" if status == 0 else f"FAILED (exit status {status})"
-        lines.append(f"  {stage:<16} {result:<28} {seconds // 60:3.0f} min {seconds % 60:2.0f} s")
+        lines.append(f"  {stage:<16} {result:<28} {minutes_and_seconds(seconds)}")
     total = sum(seconds for _, _, seconds in results)
     failed = [stage for stage, status, _ in results if status != 0]
     verdict = f"failed: {', '.join(failed)}" if failed else "all passed"
-    lines.append(f"  {'total':<16} {verdict:<28} {total // 60:3.0f} min {total % 60:2.0f} s")
+    lines.append(f"  {'total':<16} {verdict:<28} {minutes_and_seconds(total)}")
     return "\n".join(lines)
 
 

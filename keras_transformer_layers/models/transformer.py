@@ -13,13 +13,14 @@ from keras_transformer_layers.models._arguments import TokenIdInputsMixin
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models._arguments import logits_dtype_policy
+from keras_transformer_layers.models._optimizer_build import OptimizerBuildMixin
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
 
 TIE_EMBEDDINGS = ("none", "decoder", "all")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class Seq2SeqTransformer(CachedDecodingMixin, TokenIdInputsMixin, keras.Model):
+class Seq2SeqTransformer(CachedDecodingMixin, TokenIdInputsMixin, OptimizerBuildMixin, keras.Model):
     """The encoder-decoder Transformer, a functional `keras.Model` with the decoding interface.
 
     Figure 1 of Vaswani et al. (2017): source ids go through

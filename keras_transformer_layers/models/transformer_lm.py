@@ -11,13 +11,14 @@ from keras_transformer_layers.models._arguments import TokenIdInputsMixin
 from keras_transformer_layers.models._arguments import check_stack_arguments
 from keras_transformer_layers.models._arguments import layers_dtype_policy
 from keras_transformer_layers.models._arguments import logits_dtype_policy
+from keras_transformer_layers.models._optimizer_build import OptimizerBuildMixin
 from keras_transformer_layers.models.cached_decoding import CachedDecodingMixin
 
 TIE_EMBEDDINGS = ("none", "decoder")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer_layers")
-class TransformerLM(CachedDecodingMixin, TokenIdInputsMixin, keras.Model):
+class TransformerLM(CachedDecodingMixin, TokenIdInputsMixin, OptimizerBuildMixin, keras.Model):
     """A decoder-only Transformer language model with the decoding interface.
 
     The decoder of Figure 1 of Vaswani et al. (2017) without the encoder and
