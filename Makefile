@@ -62,7 +62,7 @@ test: $(STAMP) $(JAX_STAMP) ## Lint, the docs site, the suite on TensorFlow and 
 # machine code, not the operations (at most the rounding order of a reduction or
 # the last bit of a transcendental): every numeric bound of the tests comes from
 # the maths, not from one compilation.
-TEST_THREADS := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+TEST_SETTINGS := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
 	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0 \
 	--xla_cpu_use_fusion_emitters=false"
 
@@ -72,13 +72,13 @@ TEST_THREADS := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
 # .venv has every extra, so KTL_REQUIRE_EXTRAS=1 (tests/conftest.py) makes a test
 # that would skip for a missing extra fail instead: no skip hides a failure here.
 test-tensorflow: $(STAMP) ## The test suite on TensorFlow, two workers.
-	$(TEST_THREADS) KTL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n 2 --dist worksteal
+	$(TEST_SETTINGS) KTL_REQUIRE_EXTRAS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
 # The test files marked `pytestmark = pytest.mark.backend_neutral` on JAX
 # (tests/conftest.py collects no other file there); pytest exits 5, a failure,
 # if it selects no test at all.
 test-jax: $(JAX_STAMP) ## The backend-neutral test files on JAX, without TensorFlow.
-	$(TEST_THREADS) KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist worksteal -m backend_neutral
+	$(TEST_SETTINGS) KERAS_BACKEND=jax $(JAX_PY) -m pytest -q -n 2 --dist worksteal -m backend_neutral
 
 # The HTML site (docs/ pages and the API reference from the docstrings) in site/;
 # --strict turns every warning (a broken link, a malformed docstring) into a failure.
